@@ -1,0 +1,1 @@
+"""Deployment configuration: typed settings, Celery and gunicorn configuration."""

@@ -1,0 +1,1 @@
+"""alerts (built by a later issue)."""

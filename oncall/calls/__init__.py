@@ -1,0 +1,1 @@
+"""The call log: calls, callers and telephone-system events."""

@@ -1,0 +1,1 @@
+"""Circles (tenants), zones, police contacts and escalation policies."""

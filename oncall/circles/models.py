@@ -1,0 +1,104 @@
+"""Tables of a circle's setup."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from oncall.core.types import JSONType, UTCDateTime
+from oncall.extensions import db
+
+ALERT_KINDS = ("missed_arrival", "missed_checkout", "panic", "duress")
+STEP_TARGETS = ("doctor", "coordinator", "police")
+STOP_ON = ("acknowledge", "resolve")
+
+
+class Circle(db.Model):  # type: ignore[name-defined]
+    """A GP circle: the tenant every other row belongs to."""
+
+    __tablename__ = "circles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Brussels")
+    country: Mapped[str] = mapped_column(String(2), default="BE")
+    #: Bumped to rotate the telephone system's signing secret (derived, never stored).
+    telephony_key_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Zone(db.Model):  # type: ignore[name-defined]
+    """A sector of the circle; visits and shifts belong to one."""
+
+    __tablename__ = "zones"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    circle_id: Mapped[int] = mapped_column(ForeignKey("circles.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    code: Mapped[str | None] = mapped_column(String(32))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (UniqueConstraint("circle_id", "name"),)
+
+
+class PoliceContact(db.Model):  # type: ignore[name-defined]
+    """The police zone's contact under the circle's protocol (per zone or circle-wide)."""
+
+    __tablename__ = "police_contacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    circle_id: Mapped[int] = mapped_column(ForeignKey("circles.id"), index=True)
+    #: None: applies to every zone that has no contact of its own.
+    zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(254))
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+    protocol_reference: Mapped[str | None] = mapped_column(String(120))
+    notes: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class EscalationPolicy(db.Model):  # type: ignore[name-defined]
+    """Ordered escalation steps for one alert kind of one circle.
+
+    ``steps`` is a list of ``{target, after_seconds, repeat_every_seconds, stop_on}``.
+    An alert freezes a copy when it opens.
+    """
+
+    __tablename__ = "escalation_policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    circle_id: Mapped[int] = mapped_column(ForeignKey("circles.id"), index=True)
+    alert_kind: Mapped[str] = mapped_column(String(32))
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    __table_args__ = (UniqueConstraint("circle_id", "alert_kind"),)
+
+
+#: The policies a new circle starts with (DOMAIN.md; issue "Safety core").
+DEFAULT_POLICIES: dict[str, list[dict[str, Any]]] = {
+    "missed_arrival": [
+        {"target": "doctor", "after_seconds": 0, "repeat_every_seconds": None, "stop_on": "acknowledge"},
+        {"target": "coordinator", "after_seconds": 120, "repeat_every_seconds": 120, "stop_on": "acknowledge"},
+        {"target": "police", "after_seconds": 600, "repeat_every_seconds": None, "stop_on": "resolve"},
+    ],
+    "missed_checkout": [
+        {"target": "doctor", "after_seconds": 0, "repeat_every_seconds": None, "stop_on": "acknowledge"},
+        {"target": "coordinator", "after_seconds": 120, "repeat_every_seconds": 120, "stop_on": "acknowledge"},
+        {"target": "police", "after_seconds": 600, "repeat_every_seconds": None, "stop_on": "resolve"},
+    ],
+    "panic": [
+        {"target": "coordinator", "after_seconds": 0, "repeat_every_seconds": 60, "stop_on": "acknowledge"},
+        {"target": "police", "after_seconds": 0, "repeat_every_seconds": None, "stop_on": "resolve"},
+    ],
+    "duress": [
+        {"target": "coordinator", "after_seconds": 0, "repeat_every_seconds": 60, "stop_on": "acknowledge"},
+        {"target": "police", "after_seconds": 0, "repeat_every_seconds": None, "stop_on": "resolve"},
+    ],
+}

@@ -1,0 +1,1 @@
+"""The web consoles: templates, static files and the live stream."""

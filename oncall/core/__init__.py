@@ -1,0 +1,1 @@
+"""Cross-cutting pieces: time, tenancy, the timeline, column types, task hand-off."""

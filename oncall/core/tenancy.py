@@ -1,0 +1,41 @@
+"""Tenancy: every query is scoped to the acting user's circle.
+
+Services receive the acting user and read ``actor.circle_id``; they never take a
+circle id from the request. A row of another circle is "not found".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Select, select
+
+from oncall.errors import NotFound
+from oncall.extensions import db
+
+T = TypeVar("T")
+
+
+class Tenant(Protocol):
+    id: int
+    circle_id: int
+    role: str
+
+
+def scoped(model: type[T], circle_id: int) -> Select[tuple[T]]:
+    """``SELECT model WHERE circle_id = :circle_id``."""
+    return select(model).where(model.circle_id == circle_id)  # type: ignore[attr-defined]
+
+
+def get_in_circle(
+    model: type[T], row_id: int, circle_id: int, *, what: str | None = None, lock: bool = False
+) -> T:
+    """One row of the circle by id, or :class:`NotFound` (also for other circles' rows)."""
+    stmt: Any = scoped(model, circle_id).where(model.id == row_id)  # type: ignore[attr-defined]
+    if lock:
+        stmt = stmt.with_for_update()
+    row = db.session.scalars(stmt).first()
+    if row is None:
+        name = what or model.__name__.lower()
+        raise NotFound(f"No {name} {row_id}.", code=f"{name}_not_found")
+    return row

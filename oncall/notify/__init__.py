@@ -1,0 +1,1 @@
+"""notify (built by a later issue)."""

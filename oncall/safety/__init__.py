@@ -1,0 +1,1 @@
+"""safety (built by a later issue)."""

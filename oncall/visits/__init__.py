@@ -1,0 +1,1 @@
+"""Home visits: assignment, itinerary, check-in and check-out."""

@@ -1,0 +1,138 @@
+"""Test fixtures: a PostgreSQL database created for the run, Redis, app and clients.
+
+``ONCALL_TEST_PG`` names the server (default ``postgresql://postgres@127.0.0.1:5432``);
+``ONCALL_TEST_REDIS`` the Redis URL (default ``redis://127.0.0.1:6379/15``). Neither
+is optional: if one cannot be reached the run fails, it does not skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from apiflask import APIFlask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from config.settings import Settings
+from oncall import create_app
+from oncall.extensions import db as _db
+from tests import factories as f
+
+PG_SERVER = os.environ.get("ONCALL_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("ONCALL_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def _sqlalchemy_url(server: str, database: str) -> str:
+    return server.replace("postgresql://", "postgresql+psycopg://", 1) + f"/{database}"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for this test run; dropped afterwards."""
+    name = f"oncall_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _sqlalchemy_url(PG_SERVER, name)
+    finally:
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    client.ping()  # fails the run if Redis is down
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def settings(pg_database: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        profile="test",
+        secret_key="test-secret-key-" + "x" * 32,
+        database_url=pg_database,
+        redis_url=redis_url,
+        instance_path=str(tmp_path_factory.mktemp("instance")),
+    ).validate()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Iterator[APIFlask]:
+    application = create_app(settings)
+    with application.app_context():
+        _db.create_all()
+    yield application
+    with application.app_context():
+        _db.engine.dispose()
+
+
+@pytest.fixture
+def db(app: APIFlask) -> Iterator[Any]:
+    """The database session inside an app context; every table emptied afterwards."""
+    ctx = app.app_context()
+    ctx.push()
+    try:
+        yield _db
+    finally:
+        _db.session.remove()
+        tables = ", ".join(f'"{t.name}"' for t in _db.metadata.sorted_tables)
+        with _db.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        ctx.pop()
+
+
+@pytest.fixture
+def client(app: APIFlask, db: Any) -> FlaskClient:
+    return app.test_client()
+
+
+@dataclass
+class World:
+    """A circle with one user of each role, a zone, and bearer headers per role."""
+
+    circle: Any
+    zone: Any
+    admin: Any
+    dispatcher: Any
+    doctor: Any
+    coordinator: Any
+    headers: dict[str, dict[str, str]]
+
+
+@pytest.fixture
+def world(db: Any) -> World:
+    circle = f.make_circle("Cercle de test")
+    zone = f.make_zone(circle, "Nord")
+    users = {role: f.make_user(circle, role) for role in ("admin", "dispatcher", "doctor", "coordinator")}
+    return World(
+        circle=circle,
+        zone=zone,
+        headers={role: f.auth(user) for role, user in users.items()},
+        **users,
+    )
+
+
+@pytest.fixture
+def other_world(db: Any) -> World:
+    """A second circle, to prove nothing of one circle is visible to the other."""
+    circle = f.make_circle("Autre cercle")
+    zone = f.make_zone(circle, "Sud")
+    users = {role: f.make_user(circle, role) for role in ("admin", "dispatcher", "doctor", "coordinator")}
+    return World(
+        circle=circle,
+        zone=zone,
+        headers={role: f.auth(user) for role, user in users.items()},
+        **users,
+    )
