@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> APIFlask:
     app.config.update(settings.extra)
     logging.getLogger("oncall").setLevel(settings.log_level)
 
-    from oncall import errors
+    from oncall import errors, models  # noqa: F401  (every table registered)
     from oncall.extensions import db, migrate
 
     db.init_app(app)
