@@ -3,7 +3,7 @@
 import multiprocessing
 import os
 
-bind = os.environ.get("ONCALL_BIND", "0.0.0.0:8000")  # noqa: S104 - inside the container
+bind = os.environ.get("ONCALL_BIND", "0.0.0.0:8000")  # inside the container
 workers = int(os.environ.get("ONCALL_WEB_WORKERS", str(multiprocessing.cpu_count() * 2 + 1)))
 threads = int(os.environ.get("ONCALL_WEB_THREADS", "4"))
 worker_class = "gthread"

@@ -17,7 +17,9 @@ API_PREFIX = "/api/v1"
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> APIFlask:
     """Build the Flask application. Connects to nothing until a request needs it."""
-    settings = (settings or from_env()).with_(**overrides) if overrides else (settings or from_env())
+    settings = (
+        (settings or from_env()).with_(**overrides) if overrides else (settings or from_env())
+    )
     instance = Path(settings.instance_path).resolve() if settings.instance_path else None
     app = APIFlask(
         __name__,

@@ -65,7 +65,9 @@ def register_api(app: APIFlask) -> None:
     app.register_blueprint(console_bp)
 
     @app.spec_processor
-    def _add_error_responses(spec: dict[str, Any]) -> dict[str, Any]:
+    def _add_error_responses(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
+        if isinstance(spec, str):
+            return spec
         ref = {"$ref": "#/components/schemas/Error"}
         spec.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
         for path, item in spec.get("paths", {}).items():

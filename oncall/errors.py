@@ -179,7 +179,8 @@ def register(app: APIFlask) -> None:
             message = "Some fields are not valid."
         elif status == 400 and not fields:
             message = "The request body is not valid JSON."
-        return error_body(code, message, fields), status, dict(error.headers or {})
+        headers = {str(k): str(v) for k, v in dict(error.headers or {}).items()}
+        return error_body(code, message, fields), status, headers
 
     @app.errorhandler(DomainError)
     def _domain_error(error: DomainError) -> Response:
@@ -202,5 +203,7 @@ def register(app: APIFlask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        logger.exception("Unhandled error on %s %s", request.method, request.path)
+        # The route's template, not the path: a path may hold a caller's number.
+        route = request.url_rule.rule if request.url_rule else "<no route>"
+        logger.error("Unhandled error on %s %s", request.method, route, exc_info=error)
         return _json_error(500, "internal_error", "An unexpected error occurred.")

@@ -58,7 +58,9 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(pg_database: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings(
+    pg_database: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     return Settings(
         profile="test",
         secret_key="test-secret-key-" + "x" * 32,
@@ -115,7 +117,9 @@ class World:
 def world(db: Any) -> World:
     circle = f.make_circle("Cercle de test")
     zone = f.make_zone(circle, "Nord")
-    users = {role: f.make_user(circle, role) for role in ("admin", "dispatcher", "doctor", "coordinator")}
+    users = {
+        role: f.make_user(circle, role) for role in ("admin", "dispatcher", "doctor", "coordinator")
+    }
     return World(
         circle=circle,
         zone=zone,
@@ -129,7 +133,9 @@ def other_world(db: Any) -> World:
     """A second circle, to prove nothing of one circle is visible to the other."""
     circle = f.make_circle("Autre cercle")
     zone = f.make_zone(circle, "Sud")
-    users = {role: f.make_user(circle, role) for role in ("admin", "dispatcher", "doctor", "coordinator")}
+    users = {
+        role: f.make_user(circle, role) for role in ("admin", "dispatcher", "doctor", "coordinator")
+    }
     return World(
         circle=circle,
         zone=zone,

@@ -24,7 +24,7 @@ from oncall.extensions import db
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-TOKEN_PREFIX = "oc_"
+TOKEN_PREFIX = "oc_"  # noqa: S105 - a prefix, not a secret
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 _LAST_USED_GRANULARITY = timedelta(minutes=5)

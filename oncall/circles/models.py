@@ -82,23 +82,27 @@ class EscalationPolicy(db.Model):  # type: ignore[name-defined]
 
 
 #: The policies a new circle starts with (DOMAIN.md; issue "Safety core").
+def _step(target: str, after: int, repeat: int | None, stop_on: str) -> dict[str, Any]:
+    return {
+        "target": target,
+        "after_seconds": after,
+        "repeat_every_seconds": repeat,
+        "stop_on": stop_on,
+    }
+
+
+_MISSED_DEADLINE = [
+    _step("doctor", 0, None, "acknowledge"),
+    _step("coordinator", 120, 120, "acknowledge"),
+    _step("police", 600, None, "resolve"),
+]
+_IMMEDIATE = [
+    _step("coordinator", 0, 60, "acknowledge"),
+    _step("police", 0, None, "resolve"),
+]
 DEFAULT_POLICIES: dict[str, list[dict[str, Any]]] = {
-    "missed_arrival": [
-        {"target": "doctor", "after_seconds": 0, "repeat_every_seconds": None, "stop_on": "acknowledge"},
-        {"target": "coordinator", "after_seconds": 120, "repeat_every_seconds": 120, "stop_on": "acknowledge"},
-        {"target": "police", "after_seconds": 600, "repeat_every_seconds": None, "stop_on": "resolve"},
-    ],
-    "missed_checkout": [
-        {"target": "doctor", "after_seconds": 0, "repeat_every_seconds": None, "stop_on": "acknowledge"},
-        {"target": "coordinator", "after_seconds": 120, "repeat_every_seconds": 120, "stop_on": "acknowledge"},
-        {"target": "police", "after_seconds": 600, "repeat_every_seconds": None, "stop_on": "resolve"},
-    ],
-    "panic": [
-        {"target": "coordinator", "after_seconds": 0, "repeat_every_seconds": 60, "stop_on": "acknowledge"},
-        {"target": "police", "after_seconds": 0, "repeat_every_seconds": None, "stop_on": "resolve"},
-    ],
-    "duress": [
-        {"target": "coordinator", "after_seconds": 0, "repeat_every_seconds": 60, "stop_on": "acknowledge"},
-        {"target": "police", "after_seconds": 0, "repeat_every_seconds": None, "stop_on": "resolve"},
-    ],
+    "missed_arrival": _MISSED_DEADLINE,
+    "missed_checkout": _MISSED_DEADLINE,
+    "panic": _IMMEDIATE,
+    "duress": _IMMEDIATE,
 }

@@ -22,7 +22,7 @@ class Tenant(Protocol):
     role: str
 
 
-def scoped(model: type[T], circle_id: int) -> Select[tuple[T]]:
+def scoped(model: type[T], circle_id: int) -> Select[T]:
     """``SELECT model WHERE circle_id = :circle_id``."""
     return select(model).where(model.circle_id == circle_id)  # type: ignore[attr-defined]
 
