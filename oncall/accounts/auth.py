@@ -28,6 +28,7 @@ TOKEN_PREFIX = "oc_"  # noqa: S105 - a prefix, not a secret
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 _LAST_USED_GRANULARITY = timedelta(minutes=5)
+_ENVIRON_KEY = "oncall.user"
 
 
 def hash_token(token: str) -> str:
@@ -87,13 +88,16 @@ def _user_from_session() -> User | None:
 
 def current_user() -> User:
     """The authenticated user of this request, or :class:`Unauthorized`."""
-    cached = g.get("user")
+    # Cached on the request itself: an application context (and so ``g``) may
+    # outlive one request, and a user must never carry over to the next.
+    cached = request.environ.get(_ENVIRON_KEY)
     if cached is not None:
         return cast(User, cached)
     header = request.headers.get("Authorization")
     user = _user_from_bearer(header) if header else _user_from_session()
     if user is None:
         raise Unauthorized("Log in or send a bearer token.", code="authentication_required")
+    request.environ[_ENVIRON_KEY] = user
     g.user = user
     return user
 
@@ -117,7 +121,7 @@ def require(*roles: str) -> Callable[[F], F]:
 
         spec = dict(getattr(wrapper, "_spec", {}) or {})
         spec["security"] = [{"BearerAuth": []}, {"SessionCookie": []}]
-        spec["extensions"] = {**spec.get("extensions", {}), "x-roles": sorted(allowed)}
+        spec["extensions"] = {**(spec.get("extensions") or {}), "x-roles": sorted(allowed)}
         wrapper._spec = spec  # type: ignore[attr-defined]
         return cast(F, wrapper)
 

@@ -42,17 +42,18 @@ def localize(naive: datetime, tz: str | ZoneInfo) -> datetime:
     """
     zone = ZoneInfo(tz) if isinstance(tz, str) else tz
     first = naive.replace(tzinfo=zone, fold=0)
+    # A time in the spring gap does not survive a round trip through UTC (checked
+    # first: in the gap fold=0 and fold=1 also give different offsets).
+    round_trip = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+    if round_trip != naive:
+        raise LocalTimeError(
+            f"{naive:%Y-%m-%d %H:%M} does not exist in {zone.key} (clocks go forward)"
+        )
     second = naive.replace(tzinfo=zone, fold=1)
     if first.utcoffset() != second.utcoffset():
         raise LocalTimeError(
             f"{naive:%Y-%m-%d %H:%M} happens twice in {zone.key} (clocks go back); "
             "give a UTC offset"
-        )
-    # A time in the spring gap does not survive a round trip through UTC.
-    round_trip = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
-    if round_trip != naive:
-        raise LocalTimeError(
-            f"{naive:%Y-%m-%d %H:%M} does not exist in {zone.key} (clocks go forward)"
         )
     return first
 

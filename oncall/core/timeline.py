@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from oncall.core.types import BigId, JSONType, UTCDateTime
 from oncall.extensions import db
 
-SUBJECTS = ("call", "visit", "alert", "user", "circle")
+SUBJECTS = ("call", "visit", "alert", "shift", "user", "circle")
 
 
 class TimelineEvent(db.Model):  # type: ignore[name-defined]
