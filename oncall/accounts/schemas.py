@@ -1,0 +1,94 @@
+"""Input and output schemas of the accounts API."""
+
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import Boolean, DateTime, Email, Integer, String
+from apiflask.validators import Length, OneOf, Range
+
+from oncall.accounts.models import LANGUAGES, ROLES
+
+_PASSWORD = Length(min=1, max=1024)
+
+
+class TokenCreateIn(Schema):
+    email = String(required=True, validate=Length(min=1, max=254))
+    password = String(required=True, validate=_PASSWORD)
+    label = String(allow_none=True, validate=Length(max=80))
+
+
+class TokenCreatedOut(Schema):
+    id = Integer(required=True)
+    token = String(required=True, metadata={"description": "Shown once; keep it secret."})
+    prefix = String(required=True)
+    label = String(allow_none=True)
+    expires_at = DateTime(required=True)
+
+
+class TokenOut(Schema):
+    id = Integer(required=True)
+    user_id = Integer(required=True)
+    prefix = String(required=True)
+    label = String(allow_none=True)
+    created_at = DateTime(required=True)
+    expires_at = DateTime(required=True)
+    last_used_at = DateTime(allow_none=True)
+    revoked_at = DateTime(allow_none=True)
+
+
+class TokenQuery(Schema):
+    user_id = Integer(validate=Range(min=1, max=2**31 - 1),
+                      metadata={"description": "Another user's tokens (admin only)."})
+
+
+class UserOut(Schema):
+    id = Integer(required=True)
+    email = String(required=True)
+    name = String(required=True)
+    role = String(required=True, validate=OneOf(ROLES))
+    phone = String(allow_none=True)
+    language = String(required=True, validate=OneOf(LANGUAGES))
+    active = Boolean(required=True)
+    vehicle_make = String(allow_none=True)
+    vehicle_colour = String(allow_none=True)
+    vehicle_plate = String(allow_none=True)
+    created_at = DateTime(required=True)
+    deactivated_at = DateTime(allow_none=True)
+
+
+class MeOut(UserOut):
+    circle_id = Integer(required=True)
+
+
+class UserQuery(Schema):
+    role = String(validate=OneOf(ROLES))
+    active = Boolean()
+
+
+class _UserFields(Schema):
+    name = String(validate=Length(min=1, max=120))
+    phone = String(allow_none=True, validate=Length(max=32))
+    language = String(validate=OneOf(LANGUAGES))
+    vehicle_make = String(allow_none=True, validate=Length(max=60))
+    vehicle_colour = String(allow_none=True, validate=Length(max=40))
+    vehicle_plate = String(allow_none=True, validate=Length(max=20))
+
+
+class UserCreateIn(_UserFields):
+    email = Email(required=True, validate=Length(max=254))
+    name = String(required=True, validate=Length(min=1, max=120))
+    role = String(required=True, validate=OneOf(ROLES))
+    password = String(required=True, validate=Length(min=10, max=1024))
+
+
+class UserUpdateIn(_UserFields):
+    email = Email(validate=Length(max=254))
+    role = String(validate=OneOf(ROLES))
+    password = String(validate=Length(min=10, max=1024),
+                      metadata={"description": "A new password set by the admin."})
+
+
+class MeUpdateIn(_UserFields):
+    password = String(validate=Length(min=10, max=1024))
+    current_password = String(validate=_PASSWORD,
+                              metadata={"description": "Needed with a new password."})

@@ -1,0 +1,511 @@
+"""Accounts use cases: logging in, bearer tokens, users and the current user.
+
+Each public function is one transaction: it validates everything first, then
+writes and commits once. Nothing here reads the Flask request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import phonenumbers
+from flask import current_app
+from marshmallow import ValidationError
+from marshmallow.validate import Email
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from config.settings import Settings
+from oncall.accounts import ratelimit
+from oncall.accounts.auth import hash_token, new_token
+from oncall.accounts.models import LANGUAGES, ROLES, ApiToken, User
+from oncall.accounts.passwords import hash_password, verify_password
+from oncall.circles.models import Circle
+from oncall.core.tenancy import get_in_circle, scoped
+from oncall.core.timeline import record
+from oncall.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+    Validator,
+)
+from oncall.extensions import db
+from oncall.visits.models import OPEN_STATES, Visit
+
+logger = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+
+#: Largest id of an INTEGER key; a larger id in a path cannot exist.
+MAX_ID = 2**31 - 1
+
+
+def get_row(model: type[T], row_id: int, circle_id: int, *, what: str, lock: bool = False) -> T:
+    """One row of the circle by id, or 404 (also for ids no row can have)."""
+    if not 1 <= row_id <= MAX_ID:
+        raise NotFound(f"No {what} {row_id}.", code=f"{what}_not_found")
+    return get_in_circle(model, row_id, circle_id, what=what, lock=lock)
+
+#: An address may make this many times more login attempts than one email, so that
+#: a practice behind one router is not locked out by one person's typing.
+ADDRESS_LIMIT_FACTOR = 5
+PASSWORD_MIN = 10
+PASSWORD_MAX = 1024
+
+#: Editable text fields of a user and their column lengths.
+_TEXT_LIMITS = {
+    "name": 120,
+    "vehicle_make": 60,
+    "vehicle_colour": 40,
+    "vehicle_plate": 20,
+}
+_EMAIL_MAX = 254
+_USER_FIELDS = (
+    "email",
+    "name",
+    "role",
+    "language",
+    "phone",
+    "password",
+    "vehicle_make",
+    "vehicle_colour",
+    "vehicle_plate",
+)
+_ME_FIELDS = (
+    "name",
+    "language",
+    "phone",
+    "password",
+    "current_password",
+    "vehicle_make",
+    "vehicle_colour",
+    "vehicle_plate",
+)
+_email_validator = Email()
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["ONCALL"]
+    return settings
+
+
+# --- small helpers shared with the circles domain -----------------------------------
+
+
+def normalise_phone(raw: str, country: str) -> str:
+    """``raw`` as E.164, national numbers read in ``country``; ValueError if not a number."""
+    try:
+        number = phonenumbers.parse(raw, (country or "").upper() or None)
+    except phonenumbers.NumberParseException:
+        raise ValueError("Not a valid phone number.") from None
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError("Not a valid phone number.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(raw: str) -> str:
+    """The login form of an email: trimmed and lower-cased."""
+    return raw.strip().lower()
+
+
+def valid_email(email: str) -> bool:
+    """True for a well-formed address that fits the column."""
+    try:
+        _email_validator(email)
+    except ValidationError:
+        return False
+    return len(email) <= _EMAIL_MAX
+
+
+def clean_text(value: Any) -> str | None:
+    """``value`` as trimmed text; None when absent or blank."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _circle(circle_id: int, *, lock: bool = False) -> Circle:
+    stmt: Any = select(Circle).where(Circle.id == circle_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    circle: Circle = db.session.scalars(stmt).one()
+    return circle
+
+
+def require_admin(actor: User) -> None:
+    """Refuse (403) anyone but an admin."""
+    if actor.role != "admin":
+        raise Forbidden("This needs the role admin.", code="role_forbidden")
+
+
+# --- logging in and tokens -----------------------------------------------------------
+
+
+def authenticate(email: str, password: str, client_ip: str | None, now: datetime) -> User:
+    """The active user with these credentials; 429 past the rate limit, else 401.
+
+    Every attempt counts against the email and against the client address. An
+    unknown email, a wrong password and an inactive account answer the same
+    ``invalid_credentials`` after the same password-hashing work.
+    """
+    settings = _settings()
+    login = normalise_email(email or "")
+    email_key = hashlib.sha256(login.encode()).hexdigest()[:32]
+    limit = settings.login_rate_limit
+    ratelimit.enforce(
+        [
+            (f"login:email:{email_key}", limit),
+            (f"login:addr:{client_ip or 'unknown'}", limit * ADDRESS_LIMIT_FACTOR),
+        ],
+        settings.login_rate_window_seconds,
+        now,
+        message="Too many login attempts; try again later.",
+    )
+    user = db.session.scalars(select(User).where(User.email == login)).first() if login else None
+    ok = verify_password(user.password_hash if user is not None else None, password or "")
+    if not ok or user is None or not user.active:
+        logger.info("login refused (user id %s)", user.id if user is not None else None)
+        raise Unauthorized("Wrong email or password.", code="invalid_credentials")
+    return user
+
+
+def issue_token(
+    user: User, label: str | None, now: datetime, ttl: timedelta | None = None
+) -> tuple[str, ApiToken]:
+    """A new bearer token for ``user`` (returned once) and its stored row; commits."""
+    lifetime = ttl if ttl is not None else timedelta(days=_settings().token_ttl_days)
+    token = new_token()
+    row = ApiToken(
+        circle_id=user.circle_id,
+        user_id=user.id,
+        token_hash=hash_token(token),
+        prefix=token[:10],
+        label=clean_text(label),
+        created_at=now,
+        expires_at=now + lifetime,
+    )
+    db.session.add(row)
+    db.session.commit()
+    logger.info("token %s issued to user %s", row.id, user.id)
+    return token, row
+
+
+def create_token(
+    email: str, password: str, label: str | None, client_ip: str | None, now: datetime
+) -> tuple[str, ApiToken]:
+    """Log in with email and password and issue a bearer token (rate-limited)."""
+    user = authenticate(email, password, client_ip, now)
+    return issue_token(user, label, now)
+
+
+def list_tokens(actor: User, user_id: int | None = None) -> list[ApiToken]:
+    """The actor's tokens (an admin may ask for another user's of the circle), newest first."""
+    owner_id = actor.id if user_id is None else user_id
+    if owner_id != actor.id:
+        require_admin(actor)
+        get_row(User, owner_id, actor.circle_id, what="user")
+    stmt = (
+        scoped(ApiToken, actor.circle_id)
+        .where(ApiToken.user_id == owner_id)
+        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+    )
+    return list(db.session.scalars(stmt))
+
+
+def revoke_token(actor: User, token_id: int, now: datetime) -> ApiToken:
+    """Revoke one token: the actor's own, or any of the circle for an admin; idempotent."""
+    row = get_row(ApiToken, token_id, actor.circle_id, what="token", lock=True)
+    if row.user_id != actor.id and actor.role != "admin":
+        raise NotFound(f"No token {token_id}.", code="token_not_found")
+    if row.revoked_at is None:
+        row.revoked_at = now
+        record(actor.circle_id, "user", row.user_id, "token.revoked", now, actor.id,
+               token_id=row.id)
+    db.session.commit()
+    return row
+
+
+# --- users ---------------------------------------------------------------------------
+
+
+def list_users(actor: User, role: str | None = None, active: bool | None = None) -> list[User]:
+    """Users of the actor's circle, optionally by role and active flag, by name."""
+    stmt = scoped(User, actor.circle_id)
+    if role is not None:
+        stmt = stmt.where(User.role == role)
+    if active is not None:
+        stmt = stmt.where(User.active.is_(active))
+    return list(db.session.scalars(stmt.order_by(func.lower(User.name), User.id)))
+
+
+def get_user(actor: User, user_id: int) -> User:
+    """One user of the actor's circle, or 404."""
+    return get_row(User, user_id, actor.circle_id, what="user")
+
+
+def _validate_user(
+    v: Validator,
+    data: Mapping[str, Any],
+    country: str,
+    *,
+    creating: bool,
+    user: User | None = None,
+) -> dict[str, Any]:
+    """Check the user fields present in ``data``; return the cleaned column values."""
+    clean: dict[str, Any] = {}
+    if creating:
+        for required in ("email", "name", "role", "password"):
+            if data.get(required) in (None, ""):
+                v.add(required, "Missing data for required field.")
+    if "email" in data and data["email"] not in (None, ""):
+        email = normalise_email(str(data["email"]))
+        if not valid_email(email):
+            v.add("email", "Not a valid email address.")
+        else:
+            clash = select(User.id).where(User.email == email)
+            if user is not None:
+                clash = clash.where(User.id != user.id)
+            if db.session.scalars(clash).first() is not None:
+                v.add("email", "This email is already used by another account.")
+            else:
+                clean["email"] = email
+    elif "email" in data and not creating:
+        v.add("email", "Field may not be null.")
+    for name, limit in _TEXT_LIMITS.items():
+        if name not in data:
+            continue
+        text = clean_text(data[name])
+        if name == "name" and text is None:
+            if "name" not in v.errors:
+                v.add("name", "Must not be empty.")
+            continue
+        if text is not None and len(text) > limit:
+            v.add(name, f"Longer than maximum length {limit}.")
+            continue
+        clean[name] = text
+    if "role" in data and data["role"] not in (None, ""):
+        if v.check(data["role"] in ROLES, "role", f"Must be one of: {', '.join(ROLES)}."):
+            clean["role"] = data["role"]
+    elif "role" in data and not creating:
+        v.add("role", "Field may not be null.")
+    if "language" in data and v.check(
+        data["language"] in LANGUAGES, "language", f"Must be one of: {', '.join(LANGUAGES)}."
+    ):
+        clean["language"] = data["language"]
+    if "phone" in data:
+        raw = clean_text(data["phone"])
+        if raw is None:
+            clean["phone"] = None
+        else:
+            try:
+                clean["phone"] = normalise_phone(raw, country)
+            except ValueError as exc:
+                v.add("phone", str(exc))
+    if "password" in data and data["password"] not in (None, ""):
+        password = str(data["password"])
+        if len(password) < PASSWORD_MIN:
+            v.add("password", f"Must be at least {PASSWORD_MIN} characters.")
+        elif len(password) > PASSWORD_MAX:
+            v.add("password", f"Must be at most {PASSWORD_MAX} characters.")
+        else:
+            clean["password"] = password
+    elif "password" in data and not creating:
+        v.add("password", "Field may not be null.")
+    return clean
+
+
+def reject_unknown(v: Validator, data: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    """Name every key of ``data`` that is not in ``allowed``."""
+    for key in data:
+        if key not in allowed:
+            v.add(str(key), "Unknown field.")
+
+
+def _open_visit_count(doctor_id: int, circle_id: int) -> int:
+    return int(
+        db.session.scalar(
+            select(func.count(Visit.id)).where(
+                Visit.circle_id == circle_id,
+                Visit.doctor_id == doctor_id,
+                Visit.status.in_(OPEN_STATES),
+            )
+        )
+        or 0
+    )
+
+
+def _other_active_admins(user: User) -> int:
+    return int(
+        db.session.scalar(
+            select(func.count(User.id)).where(
+                User.circle_id == user.circle_id,
+                User.role == "admin",
+                User.active.is_(True),
+                User.id != user.id,
+            )
+        )
+        or 0
+    )
+
+
+def _apply(user: User, clean: Mapping[str, Any]) -> list[str]:
+    """Set the cleaned values on ``user``; return the names of the fields that changed."""
+    changed = []
+    for key, value in clean.items():
+        if key == "password":
+            user.password_hash = hash_password(value)
+            changed.append("password")
+        elif getattr(user, key) != value:
+            setattr(user, key, value)
+            changed.append(key)
+    return sorted(changed)
+
+
+def _commit_user() -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ValidationFailed(
+            "Some fields are not valid.",
+            fields={"email": ["This email is already used by another account."]},
+        ) from None
+
+
+def create_user(actor: User, data: Mapping[str, Any], now: datetime) -> User:
+    """A new active user of the actor's circle (admin only); 422 naming every bad field."""
+    require_admin(actor)
+    circle = _circle(actor.circle_id)
+    v = Validator()
+    reject_unknown(v, data, _USER_FIELDS)
+    clean = _validate_user(v, data, circle.country, creating=True)
+    v.raise_if_any()
+    user = User(
+        circle_id=actor.circle_id,
+        email=clean["email"],
+        name=clean["name"],
+        role=clean["role"],
+        language=clean.get("language", "fr"),
+        phone=clean.get("phone"),
+        password_hash=hash_password(clean["password"]),
+        vehicle_make=clean.get("vehicle_make"),
+        vehicle_colour=clean.get("vehicle_colour"),
+        vehicle_plate=clean.get("vehicle_plate"),
+        active=True,
+        created_at=now,
+    )
+    db.session.add(user)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise ValidationFailed(
+            "Some fields are not valid.",
+            fields={"email": ["This email is already used by another account."]},
+        ) from None
+    record(actor.circle_id, "user", user.id, "user.created", now, actor.id, role=user.role)
+    _commit_user()
+    logger.info("user %s created in circle %s by %s", user.id, user.circle_id, actor.id)
+    return user
+
+
+def update_user(actor: User, user_id: int, data: Mapping[str, Any], now: datetime) -> User:
+    """Change a user of the actor's circle (admin only).
+
+    Refuses (409) to take the doctor role from someone with open visits and to
+    leave the circle without an active admin.
+    """
+    require_admin(actor)
+    circle = _circle(actor.circle_id, lock="role" in data)
+    user = get_row(User, user_id, actor.circle_id, what="user", lock=True)
+    v = Validator()
+    reject_unknown(v, data, _USER_FIELDS)
+    clean = _validate_user(v, data, circle.country, creating=False, user=user)
+    v.raise_if_any()
+    new_role = clean.get("role", user.role)
+    if new_role != user.role:
+        if user.role == "doctor" and _open_visit_count(user.id, user.circle_id):
+            raise Conflict(
+                "This doctor still has open visits; reassign them first.",
+                code="doctor_has_open_visits",
+            )
+        if user.role == "admin" and user.active and not _other_active_admins(user):
+            raise Conflict("The circle needs at least one active admin.", code="last_admin")
+    changed = _apply(user, clean)
+    if changed:
+        record(actor.circle_id, "user", user.id, "user.updated", now, actor.id, fields=changed)
+    _commit_user()
+    return user
+
+
+def deactivate_user(actor: User, user_id: int, now: datetime) -> User:
+    """Deactivate a user and revoke all their tokens (admin only); idempotent.
+
+    A doctor with open visits answers 409 ``doctor_has_open_visits`` so that no
+    visit is left without a doctor silently; the last active admin answers 409.
+    """
+    require_admin(actor)
+    _circle(actor.circle_id, lock=True)
+    user = get_row(User, user_id, actor.circle_id, what="user", lock=True)
+    if not user.active:
+        db.session.commit()
+        return user
+    if user.role == "doctor" and _open_visit_count(user.id, user.circle_id):
+        raise Conflict(
+            "This doctor still has open visits; reassign them first.",
+            code="doctor_has_open_visits",
+        )
+    if user.role == "admin" and not _other_active_admins(user):
+        raise Conflict("The circle needs at least one active admin.", code="last_admin")
+    user.active = False
+    user.deactivated_at = now
+    db.session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    record(actor.circle_id, "user", user.id, "user.deactivated", now, actor.id)
+    db.session.commit()
+    logger.info("user %s deactivated by %s", user.id, actor.id)
+    return user
+
+
+# --- the current user ----------------------------------------------------------------
+
+
+def get_me(actor: User) -> User:
+    """The acting user."""
+    return actor
+
+
+def update_me(actor: User, data: Mapping[str, Any], now: datetime) -> User:
+    """Change one's own name, language, phone, vehicle or password.
+
+    A new password needs ``current_password``; a wrong one is a 422 on that field.
+    """
+    circle = _circle(actor.circle_id)
+    user = get_row(User, actor.id, actor.circle_id, what="user", lock=True)
+    v = Validator()
+    reject_unknown(v, data, _ME_FIELDS)
+    clean = _validate_user(v, {k: data[k] for k in data if k != "current_password"},
+                           circle.country, creating=False, user=user)
+    if "password" in data:
+        current = data.get("current_password")
+        if not current:
+            v.add("current_password", "Needed to change the password.")
+        elif not verify_password(user.password_hash, str(current)):
+            v.add("current_password", "This is not your current password.")
+    v.raise_if_any()
+    changed = _apply(user, clean)
+    if changed:
+        record(actor.circle_id, "user", user.id, "user.updated", now, actor.id, fields=changed)
+    db.session.commit()
+    return user

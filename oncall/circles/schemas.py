@@ -1,0 +1,113 @@
+"""Input and output schemas of the circle setup API."""
+
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import Boolean, DateTime, Email, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Range, Regexp
+
+from oncall.circles.models import ALERT_KINDS, STEP_TARGETS, STOP_ON
+
+_ID = Range(min=1, max=2**31 - 1)
+_SECONDS_MAX = 86_400
+
+
+class CircleOut(Schema):
+    id = Integer(required=True)
+    name = String(required=True)
+    timezone = String(required=True)
+    country = String(required=True)
+    created_at = DateTime(required=True)
+
+
+class CircleUpdateIn(Schema):
+    name = String(validate=Length(min=1, max=120))
+    timezone = String(validate=Length(min=1, max=64),
+                      metadata={"description": "An IANA time zone, e.g. Europe/Brussels."})
+    country = String(validate=Regexp(r"^[A-Za-z]{2}$", error="Must be two letters."),
+                     metadata={"description": "ISO 3166 alpha-2, e.g. BE."})
+
+
+class ZoneOut(Schema):
+    id = Integer(required=True)
+    name = String(required=True)
+    code = String(allow_none=True)
+    active = Boolean(required=True)
+
+
+class ZoneCreateIn(Schema):
+    name = String(required=True, validate=Length(min=1, max=120))
+    code = String(allow_none=True, validate=Length(max=32))
+    active = Boolean()
+
+
+class ZoneUpdateIn(Schema):
+    name = String(validate=Length(min=1, max=120))
+    code = String(allow_none=True, validate=Length(max=32))
+    active = Boolean()
+
+
+class PoliceContactOut(Schema):
+    id = Integer(required=True)
+    zone_id = Integer(allow_none=True)
+    name = String(required=True)
+    phone = String(allow_none=True)
+    email = String(allow_none=True)
+    webhook_url = String(allow_none=True)
+    protocol_reference = String(allow_none=True)
+    notes = String(allow_none=True)
+    active = Boolean(required=True)
+
+
+class PoliceContactQuery(Schema):
+    zone_id = Integer(validate=_ID)
+
+
+class _PoliceContactFields(Schema):
+    zone_id = Integer(allow_none=True, validate=_ID,
+                      metadata={"description": "A zone of the circle; null for circle-wide."})
+    phone = String(allow_none=True, validate=Length(max=32))
+    email = Email(allow_none=True, validate=Length(max=254))
+    webhook_url = String(allow_none=True, validate=Length(max=500),
+                         metadata={"description": "An https URL."})
+    protocol_reference = String(allow_none=True, validate=Length(max=120))
+    notes = String(allow_none=True, validate=Length(max=5000))
+    active = Boolean()
+
+
+class PoliceContactCreateIn(_PoliceContactFields):
+    name = String(required=True, validate=Length(min=1, max=120))
+
+
+class PoliceContactUpdateIn(_PoliceContactFields):
+    name = String(validate=Length(min=1, max=120))
+
+
+class StepIn(Schema):
+    target = String(required=True, validate=OneOf(STEP_TARGETS))
+    after_seconds = Integer(required=True, strict=True, validate=Range(min=0, max=_SECONDS_MAX))
+    repeat_every_seconds = Integer(
+        allow_none=True, load_default=None, strict=True, validate=Range(min=1, max=_SECONDS_MAX)
+    )
+    stop_on = String(required=True, validate=OneOf(STOP_ON))
+
+
+class StepOut(Schema):
+    target = String(required=True, validate=OneOf(STEP_TARGETS))
+    after_seconds = Integer(required=True)
+    repeat_every_seconds = Integer(required=True, allow_none=True)
+    stop_on = String(required=True, validate=OneOf(STOP_ON))
+
+
+class PolicyIn(Schema):
+    steps = List(Nested(StepIn), required=True, validate=Length(min=1, max=10))
+
+
+class PolicyOut(Schema):
+    kind = String(required=True, validate=OneOf(ALERT_KINDS))
+    steps = List(Nested(StepOut), required=True)
+    updated_at = DateTime(required=True, allow_none=True)
+    updated_by_id = Integer(required=True, allow_none=True)
+    is_default = Boolean(
+        required=True, metadata={"description": "True when the circle has never changed it."}
+    )
