@@ -95,6 +95,14 @@ def db(app: APIFlask) -> Iterator[Any]:
         ctx.pop()
 
 
+@pytest.fixture(autouse=True)
+def _own_rate_limit_keys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test counts login attempts under its own Redis keys."""
+    if "app" in request.fixturenames:
+        app = request.getfixturevalue("app")
+        monkeypatch.setitem(app.config, "RATELIMIT_PREFIX", f"oncall:rl:test:{uuid.uuid4().hex}:")
+
+
 @pytest.fixture
 def client(app: APIFlask, db: Any) -> FlaskClient:
     return app.test_client()

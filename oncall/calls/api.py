@@ -67,21 +67,21 @@ def create_call(data: dict[str, Any]) -> dict[str, Any]:
     return services.create_call(current_user(), data, utcnow())
 
 
-@bp.get("/calls/<int:id>")
+@bp.get("/calls/<int:call_id>")
 @require("dispatcher", "coordinator", "admin")
 @bp.output(CallOut)
 @bp.doc(summary="Get a call")
-def get_call(id: int) -> dict[str, Any]:
-    return services.get_call(current_user(), id, utcnow())
+def get_call(call_id: int) -> dict[str, Any]:
+    return services.get_call(current_user(), call_id, utcnow())
 
 
-@bp.patch("/calls/<int:id>")
+@bp.patch("/calls/<int:call_id>")
 @require("dispatcher", "admin")
 @bp.input(CallUpdateIn, arg_name="data")
 @bp.output(CallOut)
 @bp.doc(summary="Update a call (patient, address, checklist, outcome...)")
-def update_call(id: int, data: dict[str, Any]) -> dict[str, Any]:
-    return services.update_call(current_user(), id, data, utcnow())
+def update_call(call_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    return services.update_call(current_user(), call_id, data, utcnow())
 
 
 @bp.get("/callers/<path:number>")
