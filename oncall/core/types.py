@@ -45,3 +45,10 @@ JSONType: Any = JSON().with_variant(JSONB(), "postgresql")
 
 #: 64-bit keys on PostgreSQL; SQLite needs INTEGER for its row id to autoincrement.
 BigId: Any = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def render_migration_type(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    """Alembic hook: write our column types as plain SQLAlchemy types in migrations."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
