@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 #: Seconds before Redis hands an unacknowledged message to another worker.
 VISIBILITY_TIMEOUT = 3600
@@ -55,8 +55,15 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 task_ignore_result = True
 result_expires = 3600
 
+# Each queue has its own direct exchange and routing key, so a message reaches
+# exactly one queue.
 task_default_queue = DEFAULT
-task_queues = (Queue(CRITICAL), Queue(DEFAULT))
+task_default_exchange = DEFAULT
+task_default_routing_key = DEFAULT
+task_queues = (
+    Queue(CRITICAL, Exchange(CRITICAL, type="direct"), routing_key=CRITICAL),
+    Queue(DEFAULT, Exchange(DEFAULT, type="direct"), routing_key=DEFAULT),
+)
 task_create_missing_queues = False
 task_routes = TASK_ROUTES
 

@@ -1,0 +1,389 @@
+"""The command line: bootstrap, demo data, and the one-process server on SQLite."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+from apiflask import APIFlask
+from click.testing import Result
+from sqlalchemy import func, select
+
+from config.settings import VARIABLES
+from oncall.accounts.models import User
+from oncall.accounts.passwords import verify_password
+from oncall.calls.models import OUTCOMES, Call
+from oncall.circles.models import DEFAULT_POLICIES, Circle, EscalationPolicy, PoliceContact, Zone
+from oncall.cli import cli
+from oncall.core.clock import utcnow
+from oncall.core.timeline import TimelineEvent
+from oncall.demo import DEMO_CIRCLE, DEMO_PASSWORD, demo_logins, demo_rota, load_demo
+from oncall.rota.models import Shift
+from oncall.visits.models import Visit
+
+ROOT = Path(__file__).resolve().parent.parent
+BRUSSELS = ZoneInfo("Europe/Brussels")
+ADMIN_PASSWORD = "a long admin password"
+
+
+def invoke(app: APIFlask, *args: str) -> Result:
+    return app.test_cli_runner().invoke(cli, list(args))
+
+
+def count(db: Any, model: Any, *where: Any) -> int:
+    return db.session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def test_bootstrap_creates_circle_policies_and_admin(app: APIFlask, db: Any) -> None:
+    result = invoke(
+        app,
+        "bootstrap",
+        "--circle", "Cercle des Essais",
+        "--admin-email", " Admin@Essais.Example.org ",
+        "--admin-password", ADMIN_PASSWORD,
+        "--timezone", "Europe/Paris",
+        "--country", "fr",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "admin@essais.example.org" in result.output
+    circle = db.session.scalars(select(Circle).where(Circle.name == "Cercle des Essais")).one()
+    assert (circle.timezone, circle.country) == ("Europe/Paris", "FR")
+    admin = db.session.scalars(select(User).where(User.circle_id == circle.id)).one()
+    assert (admin.email, admin.role, admin.active) == ("admin@essais.example.org", "admin", True)
+    assert verify_password(admin.password_hash, ADMIN_PASSWORD)
+    policies = {
+        p.alert_kind: p.steps
+        for p in db.session.scalars(
+            select(EscalationPolicy).where(EscalationPolicy.circle_id == circle.id)
+        )
+    }
+    assert policies == DEFAULT_POLICIES
+
+
+def test_bootstrap_uses_the_default_time_zone(app: APIFlask, db: Any) -> None:
+    result = invoke(
+        app, "bootstrap", "--circle", "Cercle B", "--admin-email", "b@example.org",
+        "--admin-password", ADMIN_PASSWORD,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    circle = db.session.scalars(select(Circle).where(Circle.name == "Cercle B")).one()
+    assert (circle.timezone, circle.country) == ("Europe/Brussels", "BE")
+
+
+def test_bootstrap_refuses_a_taken_circle_name_or_email(app: APIFlask, db: Any) -> None:
+    first = invoke(
+        app, "bootstrap", "--circle", "Cercle A", "--admin-email", "a@example.org",
+        "--admin-password", ADMIN_PASSWORD,
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+
+    same_name = invoke(
+        app, "bootstrap", "--circle", "cercle a", "--admin-email", "other@example.org",
+        "--admin-password", ADMIN_PASSWORD,
+    )  # fmt: skip
+    assert same_name.exit_code == 1
+    assert "already exists" in same_name.output
+
+    same_email = invoke(
+        app, "bootstrap", "--circle", "Cercle Z", "--admin-email", "A@example.org",
+        "--admin-password", ADMIN_PASSWORD,
+    )  # fmt: skip
+    assert same_email.exit_code == 1
+    assert "a@example.org" in same_email.output
+
+    assert count(db, Circle) == 1
+    assert count(db, User) == 1
+    assert count(db, EscalationPolicy) == len(DEFAULT_POLICIES)
+
+
+def test_bootstrap_names_every_bad_value_and_writes_nothing(app: APIFlask, db: Any) -> None:
+    result = invoke(
+        app, "bootstrap", "--circle", "Cercle C", "--admin-email", "not-an-email",
+        "--admin-password", "short", "--timezone", "Europe/Nowhere", "--country", "BEL",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    for name in ("admin_email", "admin_password", "timezone", "country"):
+        assert name in result.output
+    assert count(db, Circle) == 0
+    assert count(db, User) == 0
+
+
+def test_user_create_adds_a_user_to_a_circle(app: APIFlask, db: Any) -> None:
+    invoke(
+        app, "bootstrap", "--circle", "Cercle U", "--admin-email", "u@example.org",
+        "--admin-password", ADMIN_PASSWORD,
+    )  # fmt: skip
+    args = [
+        "user",
+        "create",
+        "--circle",
+        "Cercle U",
+        "--email",
+        "Doc@Example.org",
+        "--name",
+        "Dr Essai",
+        "--role",
+        "doctor",
+        "--password",
+        ADMIN_PASSWORD,
+    ]
+    result = invoke(app, *args)
+    assert result.exit_code == 0, result.output
+    doctor = db.session.scalars(select(User).where(User.email == "doc@example.org")).one()
+    assert doctor.role == "doctor"
+    again = invoke(app, *args)
+    assert again.exit_code == 1
+    assert "already exists" in again.output
+    unknown = invoke(app, *(a if a != "Cercle U" else "Nowhere" for a in args))
+    assert unknown.exit_code == 1
+    assert count(db, User) == 2
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def _assert_covered(shifts: list[Shift], zone_ids: list[int], start: datetime, hours: int) -> None:
+    """Every zone has a doctor on duty at each hour on the hour from ``start``."""
+    first = start.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    for h in range(hours + 1):
+        at = first + timedelta(hours=h)
+        for zone_id in zone_ids:
+            on_duty = [s for s in shifts if s.zone_id == zone_id and s.starts_at <= at < s.ends_at]
+            assert on_duty, f"nobody on duty in zone {zone_id} at {at.isoformat()}"
+
+
+def test_demo_creates_a_complete_circle(app: APIFlask, db: Any) -> None:
+    started = utcnow()
+    result = invoke(app, "demo")
+    assert result.exit_code == 0, result.output
+    for _role, email in demo_logins():
+        assert email in result.output
+    assert DEMO_PASSWORD in result.output
+
+    circle = db.session.scalars(select(Circle).where(Circle.name == DEMO_CIRCLE)).one()
+    assert circle.timezone == "Europe/Brussels"
+    zones = list(db.session.scalars(select(Zone).where(Zone.circle_id == circle.id)))
+    assert len(zones) == 3
+    users = list(db.session.scalars(select(User).where(User.circle_id == circle.id)))
+    roles = Counter(u.role for u in users)
+    assert roles == {"doctor": 4, "dispatcher": 1, "coordinator": 1, "admin": 1}
+    for user in users:
+        assert user.email.endswith("@demo.example.org")
+        assert verify_password(user.password_hash, DEMO_PASSWORD)
+    doctors = [u for u in users if u.role == "doctor"]
+    assert all(d.vehicle_plate and d.vehicle_make and d.vehicle_colour and d.phone for d in doctors)
+    police = list(
+        db.session.scalars(select(PoliceContact).where(PoliceContact.circle_id == circle.id))
+    )
+    assert [p.zone_id for p in police] == [None]
+    assert count(db, EscalationPolicy, EscalationPolicy.circle_id == circle.id) == len(
+        DEFAULT_POLICIES
+    )
+
+    shifts = list(db.session.scalars(select(Shift).where(Shift.circle_id == circle.id)))
+    assert {s.doctor_id for s in shifts} == {d.id for d in doctors}
+    _assert_covered(shifts, [z.id for z in zones], started, hours=7 * 24)
+
+    calls = list(db.session.scalars(select(Call).where(Call.circle_id == circle.id)))
+    assert len(calls) >= 10
+    assert {c.outcome for c in calls} == set(OUTCOMES)
+    assert all(c.caller_number and c.caller_number.startswith("+32") for c in calls)
+    visits = list(db.session.scalars(select(Visit).where(Visit.circle_id == circle.id)))
+    assert len(visits) == sum(1 for c in calls if c.outcome == "home_visit")
+    assert {v.status for v in visits} >= {"assigned", "completed", "cancelled"}
+    for visit in visits:
+        assert visit.doctor_id is not None
+        assert any(
+            s.zone_id == visit.zone_id
+            and s.doctor_id == visit.doctor_id
+            and s.starts_at <= visit.created_at < s.ends_at
+            for s in shifts
+        ), f"visit {visit.id} is not assigned to the doctor on duty"
+    kinds = Counter(
+        (e.subject_type, e.kind)
+        for e in db.session.scalars(
+            select(TimelineEvent).where(TimelineEvent.circle_id == circle.id)
+        )
+    )
+    assert kinds[("call", "call.created")] == len(calls)
+    assert kinds[("visit", "visit.created")] == len(visits)
+    assert kinds[("visit", "visit.assigned")] == len(visits)
+
+
+def test_demo_is_idempotent_and_force_rebuilds(app: APIFlask, db: Any) -> None:
+    assert invoke(app, "demo").exit_code == 0
+    first_id = db.session.scalar(select(Circle.id).where(Circle.name == DEMO_CIRCLE))
+    before = {m.__name__: count(db, m) for m in (Circle, User, Zone, Shift, Call, Visit)}
+
+    again = invoke(app, "demo")
+    assert again.exit_code == 0, again.output
+    assert "already exists" in again.output
+    assert {m.__name__: count(db, m) for m in (Circle, User, Zone, Shift, Call, Visit)} == before
+
+    forced = invoke(app, "demo", "--force")
+    assert forced.exit_code == 0, forced.output
+    db.session.expire_all()
+    new_id = db.session.scalar(select(Circle.id).where(Circle.name == DEMO_CIRCLE))
+    assert new_id != first_id
+    assert {m.__name__: count(db, m) for m in (Circle, User, Zone, Shift, Call, Visit)} == before
+
+
+@pytest.mark.parametrize(
+    ("now", "change_night", "hours"),
+    [
+        # Friday before the last Sunday of March: clocks go forward at 02:00.
+        (datetime(2026, 3, 27, 10, 0, tzinfo=UTC), datetime(2026, 3, 28, 19, 0), 12),
+        # Friday before the last Sunday of October: clocks go back at 03:00.
+        (datetime(2026, 10, 23, 10, 0, tzinfo=UTC), datetime(2026, 10, 24, 19, 0), 14),
+    ],
+)
+def test_demo_rota_is_right_across_daylight_saving_changes(
+    db: Any, now: datetime, change_night: datetime, hours: int
+) -> None:
+    summary = load_demo(now)
+    assert summary is not None
+    shifts = list(db.session.scalars(select(Shift).where(Shift.circle_id == summary.circle_id)))
+    zone_ids = list(db.session.scalars(select(Zone.id).where(Zone.circle_id == summary.circle_id)))
+    _assert_covered(shifts, zone_ids, now, hours=7 * 24)
+    for shift in shifts:
+        starts = shift.starts_at.astimezone(BRUSSELS)
+        ends = shift.ends_at.astimezone(BRUSSELS)
+        assert (starts.hour, starts.minute) in {(8, 0), (19, 0)}
+        assert (ends.hour, ends.minute) in {(8, 0), (19, 0)}
+        if starts.replace(tzinfo=None) == change_night:
+            assert shift.ends_at - shift.starts_at == timedelta(hours=hours)
+        elif starts.hour == 19:
+            assert shift.ends_at - shift.starts_at == timedelta(hours=13)
+        else:
+            assert shift.ends_at - shift.starts_at == timedelta(hours=11)
+    assert any(
+        s.starts_at.astimezone(BRUSSELS).replace(tzinfo=None) == change_night for s in shifts
+    )
+
+
+def test_demo_rota_puts_different_doctors_in_each_zone() -> None:
+    specs = demo_rota(datetime(2026, 6, 1, 12, tzinfo=UTC), "Europe/Brussels")
+    by_slot: dict[datetime, list[int]] = {}
+    for spec in specs:
+        by_slot.setdefault(spec.starts_at, []).append(spec.doctor_index)
+    assert all(len(set(doctors)) == 3 for doctors in by_slot.values())
+
+
+# --------------------------------------------------------------------------- README
+
+
+def test_readme_documents_every_variable() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    extra = (
+        "ONCALL_BIND",
+        "ONCALL_WEB_WORKERS",
+        "ONCALL_WEB_THREADS",
+        "ONCALL_TEST_PG",
+        "ONCALL_TEST_REDIS",
+    )
+    missing = [v for v in (*VARIABLES, *extra) if f"`{v}`" not in readme]
+    assert not missing
+    commands = re.findall(
+        r"^\s*(make \w+)\s*$", readme.split("## Quick start")[1].split("\n## ")[0], re.MULTILINE
+    )
+    assert commands == ["make run", "make test"]
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _oncall() -> list[str]:
+    script = Path(sys.executable).with_name("oncall")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "oncall.cli"]
+
+
+@pytest.mark.slow
+def test_serve_demo_on_sqlite_answers(tmp_path: Path) -> None:
+    """``oncall serve --demo`` with no configuration: SQLite, no Redis, no broker."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONCALL_")}
+    env["ONCALL_INSTANCE_PATH"] = str(tmp_path / "instance")
+    log = (tmp_path / "serve.log").open("w+")
+    server = subprocess.Popen(
+        [*_oncall(), "serve", "--demo", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def output() -> str:
+        log.seek(0)
+        return log.read()[-6000:]
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                server.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+            else:
+                pytest.fail(f"oncall serve exited with {server.returncode}:\n{output()}")
+            try:
+                if requests.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, f"no answer on /health in 90 s:\n{output()}"
+
+        assert (tmp_path / "instance" / "oncall.sqlite3").exists()
+        spec = requests.get(f"{base}/api/v1/openapi.json", timeout=10)
+        assert spec.status_code == 200
+        assert "/api/v1/auth/tokens" in spec.json()["paths"]
+
+        email = dict((role, e) for role, e in reversed(demo_logins()))["dispatcher"]
+        login = requests.post(
+            f"{base}/api/v1/auth/tokens",
+            json={"email": email, "password": DEMO_PASSWORD},
+            timeout=10,
+        )
+        assert login.status_code in (200, 201), login.text
+        token = login.json()["token"]
+        me = requests.get(
+            f"{base}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert me.status_code == 200, me.text
+        assert me.json()["email"] == email
+        out = output()
+        assert f"http://localhost:{port}/" in out
+        assert DEMO_PASSWORD in out
+
+        server.terminate()  # SIGTERM: a clean stop
+        assert server.wait(timeout=20) == 0, output()
+        assert "oncall stopped." in output()
+    finally:
+        if server.poll() is None:
+            server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        log.close()
