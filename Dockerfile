@@ -8,20 +8,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin oncall
 
-WORKDIR /app
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY config ./config
 COPY oncall ./oncall
 COPY workers ./workers
-COPY migrations ./migrations
+# The package carries its migrations; the source tree is not needed afterwards.
 RUN pip install . \
+    && cd / && rm -rf /src \
     && mkdir -p /home/oncall/instance \
     && chown oncall:oncall /home/oncall/instance
 
-# The Alembic scripts live beside the package in the source tree: run the code
-# from /app so that the migrations are found next to it.
-ENV PYTHONPATH=/app \
-    ONCALL_INSTANCE_PATH=/home/oncall/instance
+WORKDIR /home/oncall
+ENV ONCALL_INSTANCE_PATH=/home/oncall/instance
 
 USER oncall
 EXPOSE 8000

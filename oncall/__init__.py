@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> APIFlask:
     from oncall.extensions import db, migrate
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent / "migrations"))
     _enable_sqlite_foreign_keys(app)
     errors.register(app)
 

@@ -149,10 +149,10 @@ def bootstrap_command(
     country: str | None,
 ) -> None:
     """Create a circle, its default escalation policies and its first admin."""
-    from oncall.demo import bootstrap_circle
+    from oncall.circles.services import create_circle
 
     try:
-        circle, admin = bootstrap_circle(
+        circle, admin = create_circle(
             circle_name,
             admin_email,
             admin_password,
@@ -207,51 +207,38 @@ def user_group() -> None:
 @click.option("--email", required=True)
 @click.option("--name", required=True)
 @click.option("--role", required=True, type=click.Choice(ROLES))
-@click.option("--phone", default=None, help="Phone number in E.164 form (+32...).")
+@click.option("--phone", default=None, help="Phone number (national or +32...).")
 @click.option("--password", required=True, prompt=True, hide_input=True, confirmation_prompt=True)
 def user_create_command(
     circle_name: str, email: str, name: str, role: str, phone: str | None, password: str
 ) -> None:
-    """Create a user in a circle."""
+    """Create a user in a circle, on behalf of the circle's first active admin."""
     from oncall.accounts.models import User
-    from oncall.accounts.passwords import hash_password
+    from oncall.accounts.services import create_user
     from oncall.circles.models import Circle
-    from oncall.core.timeline import record
-    from oncall.demo import MIN_PASSWORD_LENGTH
     from oncall.extensions import db
 
     circle = db.session.scalars(select(Circle).where(Circle.name == circle_name)).first()
     if circle is None:
         raise click.ClickException(f"No circle named {circle_name!r}.")
-    email = email.strip().lower()
-    problems = []
-    if "@" not in email or "." not in email.partition("@")[2] or " " in email:
-        problems.append("email: give a valid email address")
-    if not 0 < len(name.strip()) <= 120:
-        problems.append("name: give a name of 1 to 120 characters")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        problems.append(f"password: use at least {MIN_PASSWORD_LENGTH} characters")
-    if problems:
-        raise click.ClickException("Some values are not valid:\n  " + "\n  ".join(problems))
-    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise click.ClickException(f"A user with the email {email} already exists.")
-    now = utcnow()
-    user = User(
-        circle_id=circle.id,
-        email=email,
-        name=name.strip(),
-        role=role,
-        phone=phone,
-        language="fr",
-        password_hash=hash_password(password),
-        active=True,
-        created_at=now,
+    admin = db.session.scalars(
+        select(User)
+        .where(User.circle_id == circle.id, User.role == "admin", User.active.is_(True))
+        .order_by(User.id)
+    ).first()
+    if admin is None:
+        raise click.ClickException(f"The circle {circle_name!r} has no active admin.")
+    data = {"email": email, "name": name, "role": role, "password": password}
+    if phone is not None:
+        data["phone"] = phone
+    try:
+        user = create_user(admin, data, utcnow())
+    except DomainError as exc:
+        raise _fail(exc) from None
+    click.echo(
+        f"User {user.email} ({user.role}) created in {circle_name!r} (id {user.id}), "
+        f"recorded as added by the admin {admin.email}."
     )
-    db.session.add(user)
-    db.session.flush()
-    record(circle.id, "user", user.id, "user.created", now, None, role=role, source="command_line")
-    db.session.commit()
-    click.echo(f"User {email} ({role}) created in {circle.name!r} (id {user.id}).")
 
 
 @cli.command("telephony-secret")

@@ -23,12 +23,15 @@ from sqlalchemy import func, select
 from config.settings import VARIABLES
 from oncall.accounts.models import User
 from oncall.accounts.passwords import verify_password
-from oncall.calls.models import OUTCOMES, Call
+from oncall.accounts.services import issue_token
+from oncall.calls.models import OUTCOMES, Call, Caller
+from oncall.calls.services import record_telephony_event
 from oncall.circles.models import DEFAULT_POLICIES, Circle, EscalationPolicy, PoliceContact, Zone
 from oncall.cli import cli
 from oncall.core.clock import utcnow
 from oncall.core.timeline import TimelineEvent
 from oncall.demo import DEMO_CIRCLE, DEMO_PASSWORD, demo_logins, demo_rota, load_demo
+from oncall.errors import Conflict
 from oncall.rota.models import Shift
 from oncall.visits.models import Visit
 
@@ -96,14 +99,14 @@ def test_bootstrap_refuses_a_taken_circle_name_or_email(app: APIFlask, db: Any) 
         "--admin-password", ADMIN_PASSWORD,
     )  # fmt: skip
     assert same_name.exit_code == 1
-    assert "already exists" in same_name.output
+    assert "A circle with this name exists" in same_name.output
 
     same_email = invoke(
         app, "bootstrap", "--circle", "Cercle Z", "--admin-email", "A@example.org",
         "--admin-password", ADMIN_PASSWORD,
     )  # fmt: skip
     assert same_email.exit_code == 1
-    assert "a@example.org" in same_email.output
+    assert "admin_email: This email is already used" in same_email.output
 
     assert count(db, Circle) == 1
     assert count(db, User) == 1
@@ -128,29 +131,46 @@ def test_user_create_adds_a_user_to_a_circle(app: APIFlask, db: Any) -> None:
         "--admin-password", ADMIN_PASSWORD,
     )  # fmt: skip
     args = [
-        "user",
-        "create",
-        "--circle",
-        "Cercle U",
-        "--email",
-        "Doc@Example.org",
-        "--name",
-        "Dr Essai",
-        "--role",
-        "doctor",
-        "--password",
-        ADMIN_PASSWORD,
-    ]
+        "user", "create", "--circle", "Cercle U", "--email", "Doc@Example.org",
+        "--name", "Dr Essai", "--role", "doctor", "--phone", "0470 12 34 56",
+        "--password", ADMIN_PASSWORD,
+    ]  # fmt: skip
     result = invoke(app, *args)
     assert result.exit_code == 0, result.output
+    assert "u@example.org" in result.output
     doctor = db.session.scalars(select(User).where(User.email == "doc@example.org")).one()
-    assert doctor.role == "doctor"
+    admin = db.session.scalars(select(User).where(User.email == "u@example.org")).one()
+    assert (doctor.role, doctor.phone) == ("doctor", "+32470123456")
+    assert doctor.circle_id == admin.circle_id
+    assert verify_password(doctor.password_hash, ADMIN_PASSWORD)
+    created = db.session.scalars(
+        select(TimelineEvent).where(TimelineEvent.kind == "user.created")
+    ).one()
+    assert (created.subject_id, created.actor_id) == (doctor.id, admin.id)
+
     again = invoke(app, *args)
     assert again.exit_code == 1
-    assert "already exists" in again.output
+    assert "email: This email is already used" in again.output
     unknown = invoke(app, *(a if a != "Cercle U" else "Nowhere" for a in args))
     assert unknown.exit_code == 1
+    assert "No circle named 'Nowhere'" in unknown.output
     assert count(db, User) == 2
+
+
+def test_user_create_names_every_bad_value_and_writes_nothing(app: APIFlask, db: Any) -> None:
+    invoke(
+        app, "bootstrap", "--circle", "Cercle V", "--admin-email", "v@example.org",
+        "--admin-password", ADMIN_PASSWORD,
+    )  # fmt: skip
+    result = invoke(
+        app, "user", "create", "--circle", "Cercle V", "--email", "not-an-email",
+        "--name", " ", "--role", "dispatcher", "--phone", "12", "--password", "short",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    for name in ("email:", "name:", "phone:", "password:"):
+        assert name in result.output
+    assert count(db, User) == 1
+    assert count(db, TimelineEvent, TimelineEvent.kind == "user.created") == 0
 
 
 # --------------------------------------------------------------------------- demo
@@ -166,6 +186,17 @@ def _assert_covered(shifts: list[Shift], zone_ids: list[int], start: datetime, h
             assert on_duty, f"nobody on duty in zone {zone_id} at {at.isoformat()}"
 
 
+def _rows_of(db: Any, circle_id: int) -> dict[str, int]:
+    """Rows of every table that has a circle_id column, for one circle."""
+    return {
+        t.name: db.session.scalar(
+            select(func.count()).select_from(t).where(t.c.circle_id == circle_id)
+        )
+        for t in db.metadata.sorted_tables
+        if "circle_id" in t.c
+    }
+
+
 def test_demo_creates_a_complete_circle(app: APIFlask, db: Any) -> None:
     started = utcnow()
     result = invoke(app, "demo")
@@ -175,21 +206,23 @@ def test_demo_creates_a_complete_circle(app: APIFlask, db: Any) -> None:
     assert DEMO_PASSWORD in result.output
 
     circle = db.session.scalars(select(Circle).where(Circle.name == DEMO_CIRCLE)).one()
-    assert circle.timezone == "Europe/Brussels"
+    assert (circle.timezone, circle.country) == ("Europe/Brussels", "BE")
     zones = list(db.session.scalars(select(Zone).where(Zone.circle_id == circle.id)))
     assert len(zones) == 3
     users = list(db.session.scalars(select(User).where(User.circle_id == circle.id)))
     roles = Counter(u.role for u in users)
     assert roles == {"doctor": 4, "dispatcher": 1, "coordinator": 1, "admin": 1}
+    assert sorted(demo_logins()) == sorted((u.role, u.email) for u in users)
     for user in users:
         assert user.email.endswith("@demo.example.org")
+        assert (user.phone or "").startswith("+32470")
         assert verify_password(user.password_hash, DEMO_PASSWORD)
     doctors = [u for u in users if u.role == "doctor"]
-    assert all(d.vehicle_plate and d.vehicle_make and d.vehicle_colour and d.phone for d in doctors)
+    assert all(d.vehicle_plate and d.vehicle_make and d.vehicle_colour for d in doctors)
     police = list(
         db.session.scalars(select(PoliceContact).where(PoliceContact.circle_id == circle.id))
     )
-    assert [p.zone_id for p in police] == [None]
+    assert [(p.zone_id, p.phone) for p in police] == [(None, "+3225000000")]
     assert count(db, EscalationPolicy, EscalationPolicy.circle_id == circle.id) == len(
         DEFAULT_POLICIES
     )
@@ -201,10 +234,17 @@ def test_demo_creates_a_complete_circle(app: APIFlask, db: Any) -> None:
     calls = list(db.session.scalars(select(Call).where(Call.circle_id == circle.id)))
     assert len(calls) >= 10
     assert {c.outcome for c in calls} == set(OUTCOMES)
-    assert all(c.caller_number and c.caller_number.startswith("+32") for c in calls)
+    assert all(c.caller_number and re.fullmatch(r"\+32\d{8,9}", c.caller_number) for c in calls)
+    assert all(c.state == "ended" and c.created_at <= started for c in calls)
+    callers = set(db.session.scalars(select(Caller.number).where(Caller.circle_id == circle.id)))
+    assert callers == {c.caller_number for c in calls}
+    assert len(callers) < len(calls)  # some callers call twice: the history shows them
+
     visits = list(db.session.scalars(select(Visit).where(Visit.circle_id == circle.id)))
     assert len(visits) == sum(1 for c in calls if c.outcome == "home_visit")
-    assert {v.status for v in visits} >= {"assigned", "completed", "cancelled"}
+    assert Counter(v.status for v in visits) == {
+        "completed": 2, "cancelled": 1, "on_site": 1, "assigned": 1,
+    }  # fmt: skip
     for visit in visits:
         assert visit.doctor_id is not None
         assert any(
@@ -213,6 +253,15 @@ def test_demo_creates_a_complete_circle(app: APIFlask, db: Any) -> None:
             and s.starts_at <= visit.created_at < s.ends_at
             for s in shifts
         ), f"visit {visit.id} is not assigned to the doctor on duty"
+        assert visit.created_at < started
+        assert visit.arrive_by is not None
+        if visit.status in ("on_site", "completed"):
+            assert visit.checked_in_at is not None
+            assert visit.created_at < visit.checked_in_at < started
+        if visit.status == "completed":
+            assert visit.checked_in_at < visit.checked_out_at < started
+        if visit.status == "assigned":
+            assert visit.arrive_by > started
     kinds = Counter(
         (e.subject_type, e.kind)
         for e in db.session.scalars(
@@ -220,26 +269,93 @@ def test_demo_creates_a_complete_circle(app: APIFlask, db: Any) -> None:
         )
     )
     assert kinds[("call", "call.created")] == len(calls)
+    assert kinds[("call", "call.outcome_set")] == len(calls)
     assert kinds[("visit", "visit.created")] == len(visits)
     assert kinds[("visit", "visit.assigned")] == len(visits)
+    assert kinds[("visit", "visit.checked_in")] == 3
+    assert kinds[("visit", "visit.checked_out")] == 2
+    assert kinds[("visit", "visit.cancelled")] == 1
+    assert kinds[("shift", "shift_created")] == len(shifts)
+    assert kinds[("user", "user.created")] == len(users) - 1
 
 
 def test_demo_is_idempotent_and_force_rebuilds(app: APIFlask, db: Any) -> None:
     assert invoke(app, "demo").exit_code == 0
     first_id = db.session.scalar(select(Circle.id).where(Circle.name == DEMO_CIRCLE))
-    before = {m.__name__: count(db, m) for m in (Circle, User, Zone, Shift, Call, Visit)}
+    before = _rows_of(db, first_id)
+    assert before["timeline_events"] > 0
+    assert before["access_log"] > 0
 
     again = invoke(app, "demo")
     assert again.exit_code == 0, again.output
     assert "already exists" in again.output
-    assert {m.__name__: count(db, m) for m in (Circle, User, Zone, Shift, Call, Visit)} == before
+    assert _rows_of(db, first_id) == before
 
     forced = invoke(app, "demo", "--force")
     assert forced.exit_code == 0, forced.output
     db.session.expire_all()
     new_id = db.session.scalar(select(Circle.id).where(Circle.name == DEMO_CIRCLE))
     assert new_id != first_id
-    assert {m.__name__: count(db, m) for m in (Circle, User, Zone, Shift, Call, Visit)} == before
+    assert count(db, Circle) == 1
+    assert set(_rows_of(db, first_id).values()) == {0}
+    assert _rows_of(db, new_id) == before
+
+
+def test_demo_force_deletes_only_the_demo_circle(app: APIFlask, db: Any) -> None:
+    now = utcnow()
+    summary = load_demo(now)
+    assert summary is not None
+    demo = db.session.get(Circle, summary.circle_id)
+    dispatcher = db.session.scalars(
+        select(User).where(User.circle_id == demo.id, User.role == "dispatcher")
+    ).one()
+    issue_token(dispatcher, "demo", now)
+    record_telephony_event(
+        demo, {"call_ref": "demo-ring-1", "event": "ringing", "caller_number": "02 800 00 09"}, now
+    )
+    demo_rows = _rows_of(db, demo.id)
+    for table in ("api_tokens", "telephony_events", "timeline_events", "access_log"):
+        assert demo_rows[table] > 0, table
+    other = invoke(
+        app, "bootstrap", "--circle", "Cercle voisin", "--admin-email", "voisin@example.org",
+        "--admin-password", ADMIN_PASSWORD,
+    )  # fmt: skip
+    assert other.exit_code == 0, other.output
+    other_id = db.session.scalar(select(Circle.id).where(Circle.name == "Cercle voisin"))
+    other_rows = _rows_of(db, other_id)
+
+    rebuilt = load_demo(utcnow(), force=True)
+    assert rebuilt is not None
+    assert set(_rows_of(db, summary.circle_id).values()) == {0}
+    assert _rows_of(db, other_id) == other_rows
+    assert count(db, Circle) == 2
+
+
+def test_demo_that_fails_halfway_leaves_nothing(
+    app: APIFlask, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise Conflict("Refused for the test.", code="refused")
+
+    monkeypatch.setattr("oncall.demo.check_out", refuse)
+    with pytest.raises(Conflict):
+        load_demo(utcnow())
+    db.session.expire_all()
+    assert count(db, Circle) == 0
+    assert all(count(db, t) == 0 for t in db.metadata.sorted_tables)
+
+
+def test_demo_command_reports_a_refusal(
+    app: APIFlask, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise Conflict("Refused for the test.", code="refused")
+
+    monkeypatch.setattr("oncall.demo.cancel_visit", refuse)
+    result = invoke(app, "demo")
+    assert result.exit_code == 1
+    assert "Refused for the test." in result.output
+    assert count(db, Circle) == 0
 
 
 @pytest.mark.parametrize(
@@ -258,7 +374,7 @@ def test_demo_rota_is_right_across_daylight_saving_changes(
     assert summary is not None
     shifts = list(db.session.scalars(select(Shift).where(Shift.circle_id == summary.circle_id)))
     zone_ids = list(db.session.scalars(select(Zone.id).where(Zone.circle_id == summary.circle_id)))
-    _assert_covered(shifts, zone_ids, now, hours=7 * 24)
+    _assert_covered(shifts, zone_ids, now - timedelta(hours=35), hours=35 + 7 * 24)
     for shift in shifts:
         starts = shift.starts_at.astimezone(BRUSSELS)
         ends = shift.ends_at.astimezone(BRUSSELS)
@@ -276,11 +392,16 @@ def test_demo_rota_is_right_across_daylight_saving_changes(
 
 
 def test_demo_rota_puts_different_doctors_in_each_zone() -> None:
-    specs = demo_rota(datetime(2026, 6, 1, 12, tzinfo=UTC), "Europe/Brussels")
-    by_slot: dict[datetime, list[int]] = {}
-    for spec in specs:
-        by_slot.setdefault(spec.starts_at, []).append(spec.doctor_index)
-    assert all(len(set(doctors)) == 3 for doctors in by_slot.values())
+    since = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    plans = demo_rota(since, since + timedelta(days=7), "Europe/Brussels")
+    by_slot: dict[tuple[Any, Any], list[tuple[int, int]]] = {}
+    for plan in plans:
+        for day in plan.days:
+            by_slot.setdefault((day, plan.start), []).append((plan.zone_index, plan.doctor_index))
+    assert len(by_slot) == 2 * 8  # from the slot in progress on 1 June to the night of 8 June
+    for slot in by_slot.values():
+        assert sorted(zone for zone, _ in slot) == [0, 1, 2]
+        assert len({doctor for _, doctor in slot}) == 3
 
 
 # --------------------------------------------------------------------------- README

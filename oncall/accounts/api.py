@@ -14,10 +14,11 @@ from oncall.accounts.schemas import (
     MeUpdateIn,
     TokenCreatedOut,
     TokenCreateIn,
-    TokenOut,
+    TokenPage,
     TokenQuery,
     UserCreateIn,
     UserOut,
+    UserPage,
     UserQuery,
     UserUpdateIn,
 )
@@ -49,10 +50,12 @@ def create_token(data: dict[str, Any]) -> Any:
 @bp.get("/auth/tokens")
 @require()
 @bp.input(TokenQuery, location="query", arg_name="query")
-@bp.output(TokenOut(many=True))
-@bp.doc(summary="List one's bearer tokens (never the token itself)")
+@bp.output(TokenPage)
+@bp.doc(summary="List one's bearer tokens, newest first (never the token itself)")
 def list_tokens(query: dict[str, Any]) -> Any:
-    return services.list_tokens(current_user(), query.get("user_id"))
+    return services.list_tokens(
+        current_user(), query.get("user_id"), limit=query["limit"], offset=query["offset"]
+    )
 
 
 @bp.delete("/auth/tokens/<int:token_id>")
@@ -84,10 +87,16 @@ def update_me(data: dict[str, Any]) -> Any:
 @bp.get("/users")
 @require("admin", "dispatcher", "coordinator")
 @bp.input(UserQuery, location="query", arg_name="query")
-@bp.output(UserOut(many=True))
-@bp.doc(summary="Users of the circle")
+@bp.output(UserPage)
+@bp.doc(summary="Users of the circle, by name")
 def list_users(query: dict[str, Any]) -> Any:
-    return services.list_users(current_user(), query.get("role"), query.get("active"))
+    return services.list_users(
+        current_user(),
+        query.get("role"),
+        query.get("active"),
+        limit=query["limit"],
+        offset=query["offset"],
+    )
 
 
 @bp.post("/users")

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from apiflask import Schema
 from apiflask.fields import Boolean, DateTime, Email, Integer, String
 from apiflask.validators import Length, OneOf, Range
 
 from oncall.accounts.models import LANGUAGES, ROLES
+from oncall.core.paging import PageQuery, envelope_schema
+from oncall.core.text import storable
 
-_PASSWORD = Length(min=1, max=1024)
+_PASSWORD: list[Callable[[Any], Any]] = [Length(min=1, max=1024), storable]
 
 
 class TokenCreateIn(Schema):
-    email = String(required=True, validate=Length(min=1, max=254))
+    email = String(required=True, validate=[Length(min=1, max=254), storable])
     password = String(required=True, validate=_PASSWORD)
-    label = String(allow_none=True, validate=Length(max=80))
+    label = String(allow_none=True, validate=[Length(max=80), storable])
 
 
 class TokenCreatedOut(Schema):
@@ -36,7 +41,7 @@ class TokenOut(Schema):
     revoked_at = DateTime(allow_none=True)
 
 
-class TokenQuery(Schema):
+class TokenQuery(PageQuery):
     user_id = Integer(validate=Range(min=1, max=2**31 - 1),
                       metadata={"description": "Another user's tokens (admin only)."})
 
@@ -56,39 +61,43 @@ class UserOut(Schema):
     deactivated_at = DateTime(allow_none=True)
 
 
+TokenPage = envelope_schema(TokenOut, "TokenPage")
+UserPage = envelope_schema(UserOut, "UserPage")
+
+
 class MeOut(UserOut):
     circle_id = Integer(required=True)
 
 
-class UserQuery(Schema):
+class UserQuery(PageQuery):
     role = String(validate=OneOf(ROLES))
     active = Boolean()
 
 
 class _UserFields(Schema):
-    name = String(validate=Length(min=1, max=120))
-    phone = String(allow_none=True, validate=Length(max=32))
+    name = String(validate=[Length(min=1, max=120), storable])
+    phone = String(allow_none=True, validate=[Length(max=32), storable])
     language = String(validate=OneOf(LANGUAGES))
-    vehicle_make = String(allow_none=True, validate=Length(max=60))
-    vehicle_colour = String(allow_none=True, validate=Length(max=40))
-    vehicle_plate = String(allow_none=True, validate=Length(max=20))
+    vehicle_make = String(allow_none=True, validate=[Length(max=60), storable])
+    vehicle_colour = String(allow_none=True, validate=[Length(max=40), storable])
+    vehicle_plate = String(allow_none=True, validate=[Length(max=20), storable])
 
 
 class UserCreateIn(_UserFields):
-    email = Email(required=True, validate=Length(max=254))
-    name = String(required=True, validate=Length(min=1, max=120))
+    email = Email(required=True, validate=[Length(max=254), storable])
+    name = String(required=True, validate=[Length(min=1, max=120), storable])
     role = String(required=True, validate=OneOf(ROLES))
-    password = String(required=True, validate=Length(min=10, max=1024))
+    password = String(required=True, validate=[Length(min=10, max=1024), storable])
 
 
 class UserUpdateIn(_UserFields):
-    email = Email(validate=Length(max=254))
+    email = Email(validate=[Length(max=254), storable])
     role = String(validate=OneOf(ROLES))
-    password = String(validate=Length(min=10, max=1024),
+    password = String(validate=[Length(min=10, max=1024), storable],
                       metadata={"description": "A new password set by the admin."})
 
 
 class MeUpdateIn(_UserFields):
-    password = String(validate=Length(min=10, max=1024))
+    password = String(validate=[Length(min=10, max=1024), storable])
     current_password = String(validate=_PASSWORD,
                               metadata={"description": "Needed with a new password."})

@@ -8,23 +8,31 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-import phonenumbers
 from flask import current_app
-from marshmallow import ValidationError
-from marshmallow.validate import Email
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from config.settings import Settings
 from oncall.accounts import ratelimit
 from oncall.accounts.auth import hash_token, new_token
-from oncall.accounts.models import LANGUAGES, ROLES, ApiToken, User
+from oncall.accounts.checks import (
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    clean_text,
+    normalise_email,
+    normalise_phone,
+    reject_unknown,
+    valid_email,
+    validate_user,
+)
+from oncall.accounts.models import ApiToken, User
 from oncall.accounts.passwords import hash_password, verify_password
 from oncall.circles.models import Circle
+from oncall.core.paging import DEFAULT_LIMIT, check_page, envelope, page_of
 from oncall.core.tenancy import get_in_circle, scoped
 from oncall.core.timeline import record
 from oncall.errors import (
@@ -40,33 +48,13 @@ from oncall.visits.models import OPEN_STATES, Visit
 
 logger = logging.getLogger(__name__)
 
-
-T = TypeVar("T")
-
-#: Largest id of an INTEGER key; a larger id in a path cannot exist.
+#: Largest id of an INTEGER key; a larger id cannot exist.
 MAX_ID = 2**31 - 1
-
-
-def get_row(model: type[T], row_id: int, circle_id: int, *, what: str, lock: bool = False) -> T:
-    """One row of the circle by id, or 404 (also for ids no row can have)."""
-    if not 1 <= row_id <= MAX_ID:
-        raise NotFound(f"No {what} {row_id}.", code=f"{what}_not_found")
-    return get_in_circle(model, row_id, circle_id, what=what, lock=lock)
 
 #: An address may make this many times more login attempts than one email, so that
 #: a practice behind one router is not locked out by one person's typing.
 ADDRESS_LIMIT_FACTOR = 5
-PASSWORD_MIN = 10
-PASSWORD_MAX = 1024
 
-#: Editable text fields of a user and their column lengths.
-_TEXT_LIMITS = {
-    "name": 120,
-    "vehicle_make": 60,
-    "vehicle_colour": 40,
-    "vehicle_plate": 20,
-}
-_EMAIL_MAX = 254
 _USER_FIELDS = (
     "email",
     "name",
@@ -88,7 +76,6 @@ _ME_FIELDS = (
     "vehicle_colour",
     "vehicle_plate",
 )
-_email_validator = Email()
 
 
 def _settings() -> Settings:
@@ -96,46 +83,14 @@ def _settings() -> Settings:
     return settings
 
 
-# --- small helpers shared with the circles domain -----------------------------------
-
-
-def normalise_phone(raw: str, country: str) -> str:
-    """``raw`` as E.164, national numbers read in ``country``; ValueError if not a number."""
-    try:
-        number = phonenumbers.parse(raw, (country or "").upper() or None)
-    except phonenumbers.NumberParseException:
-        raise ValueError("Not a valid phone number.") from None
-    if not phonenumbers.is_possible_number(number):
-        raise ValueError("Not a valid phone number.")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def normalise_email(raw: str) -> str:
-    """The login form of an email: trimmed and lower-cased."""
-    return raw.strip().lower()
-
-
-def valid_email(email: str) -> bool:
-    """True for a well-formed address that fits the column."""
-    try:
-        _email_validator(email)
-    except ValidationError:
-        return False
-    return len(email) <= _EMAIL_MAX
-
-
-def clean_text(value: Any) -> str | None:
-    """``value`` as trimmed text; None when absent or blank."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
 def _circle(circle_id: int, *, lock: bool = False) -> Circle:
+    """The circle; with ``lock``, ``FOR NO KEY UPDATE``: it serialises the checks of the
+    circle's users (last admin, a doctor's open visits) without blocking the inserts
+    that merely reference the circle, so a transaction holding a user's row can always
+    finish writing its rows."""
     stmt: Any = select(Circle).where(Circle.id == circle_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)
     circle: Circle = db.session.scalars(stmt).one()
     return circle
 
@@ -206,23 +161,27 @@ def create_token(
     return issue_token(user, label, now)
 
 
-def list_tokens(actor: User, user_id: int | None = None) -> list[ApiToken]:
-    """The actor's tokens (an admin may ask for another user's of the circle), newest first."""
+def list_tokens(
+    actor: User, user_id: int | None = None, *, limit: int = DEFAULT_LIMIT, offset: int = 0
+) -> dict[str, Any]:
+    """A page of the actor's tokens (an admin may ask for another user's of the circle),
+    newest first."""
+    check_page(limit, offset)
     owner_id = actor.id if user_id is None else user_id
     if owner_id != actor.id:
         require_admin(actor)
-        get_row(User, owner_id, actor.circle_id, what="user")
+        get_in_circle(User, owner_id, actor.circle_id, what="user")
     stmt = (
         scoped(ApiToken, actor.circle_id)
         .where(ApiToken.user_id == owner_id)
         .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
     )
-    return list(db.session.scalars(stmt))
+    return envelope(list(db.session.scalars(page_of(stmt, limit, offset))), limit, offset)
 
 
 def revoke_token(actor: User, token_id: int, now: datetime) -> ApiToken:
     """Revoke one token: the actor's own, or any of the circle for an admin; idempotent."""
-    row = get_row(ApiToken, token_id, actor.circle_id, what="token", lock=True)
+    row = get_in_circle(ApiToken, token_id, actor.circle_id, what="token", lock=True)
     if row.user_id != actor.id and actor.role != "admin":
         raise NotFound(f"No token {token_id}.", code="token_not_found")
     if row.revoked_at is None:
@@ -236,97 +195,28 @@ def revoke_token(actor: User, token_id: int, now: datetime) -> ApiToken:
 # --- users ---------------------------------------------------------------------------
 
 
-def list_users(actor: User, role: str | None = None, active: bool | None = None) -> list[User]:
-    """Users of the actor's circle, optionally by role and active flag, by name."""
+def list_users(
+    actor: User,
+    role: str | None = None,
+    active: bool | None = None,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """A page of the users of the actor's circle, optionally by role and active flag, by name."""
+    check_page(limit, offset)
     stmt = scoped(User, actor.circle_id)
     if role is not None:
         stmt = stmt.where(User.role == role)
     if active is not None:
         stmt = stmt.where(User.active.is_(active))
-    return list(db.session.scalars(stmt.order_by(func.lower(User.name), User.id)))
+    stmt = stmt.order_by(func.lower(User.name), User.id)
+    return envelope(list(db.session.scalars(page_of(stmt, limit, offset))), limit, offset)
 
 
 def get_user(actor: User, user_id: int) -> User:
     """One user of the actor's circle, or 404."""
-    return get_row(User, user_id, actor.circle_id, what="user")
-
-
-def _validate_user(
-    v: Validator,
-    data: Mapping[str, Any],
-    country: str,
-    *,
-    creating: bool,
-    user: User | None = None,
-) -> dict[str, Any]:
-    """Check the user fields present in ``data``; return the cleaned column values."""
-    clean: dict[str, Any] = {}
-    if creating:
-        for required in ("email", "name", "role", "password"):
-            if data.get(required) in (None, ""):
-                v.add(required, "Missing data for required field.")
-    if "email" in data and data["email"] not in (None, ""):
-        email = normalise_email(str(data["email"]))
-        if not valid_email(email):
-            v.add("email", "Not a valid email address.")
-        else:
-            clash = select(User.id).where(User.email == email)
-            if user is not None:
-                clash = clash.where(User.id != user.id)
-            if db.session.scalars(clash).first() is not None:
-                v.add("email", "This email is already used by another account.")
-            else:
-                clean["email"] = email
-    elif "email" in data and not creating:
-        v.add("email", "Field may not be null.")
-    for name, limit in _TEXT_LIMITS.items():
-        if name not in data:
-            continue
-        text = clean_text(data[name])
-        if name == "name" and text is None:
-            if "name" not in v.errors:
-                v.add("name", "Must not be empty.")
-            continue
-        if text is not None and len(text) > limit:
-            v.add(name, f"Longer than maximum length {limit}.")
-            continue
-        clean[name] = text
-    if "role" in data and data["role"] not in (None, ""):
-        if v.check(data["role"] in ROLES, "role", f"Must be one of: {', '.join(ROLES)}."):
-            clean["role"] = data["role"]
-    elif "role" in data and not creating:
-        v.add("role", "Field may not be null.")
-    if "language" in data and v.check(
-        data["language"] in LANGUAGES, "language", f"Must be one of: {', '.join(LANGUAGES)}."
-    ):
-        clean["language"] = data["language"]
-    if "phone" in data:
-        raw = clean_text(data["phone"])
-        if raw is None:
-            clean["phone"] = None
-        else:
-            try:
-                clean["phone"] = normalise_phone(raw, country)
-            except ValueError as exc:
-                v.add("phone", str(exc))
-    if "password" in data and data["password"] not in (None, ""):
-        password = str(data["password"])
-        if len(password) < PASSWORD_MIN:
-            v.add("password", f"Must be at least {PASSWORD_MIN} characters.")
-        elif len(password) > PASSWORD_MAX:
-            v.add("password", f"Must be at most {PASSWORD_MAX} characters.")
-        else:
-            clean["password"] = password
-    elif "password" in data and not creating:
-        v.add("password", "Field may not be null.")
-    return clean
-
-
-def reject_unknown(v: Validator, data: Mapping[str, Any], allowed: Sequence[str]) -> None:
-    """Name every key of ``data`` that is not in ``allowed``."""
-    for key in data:
-        if key not in allowed:
-            v.add(str(key), "Unknown field.")
+    return get_in_circle(User, user_id, actor.circle_id, what="user")
 
 
 def _open_visit_count(doctor_id: int, circle_id: int) -> int:
@@ -386,7 +276,7 @@ def create_user(actor: User, data: Mapping[str, Any], now: datetime) -> User:
     circle = _circle(actor.circle_id)
     v = Validator()
     reject_unknown(v, data, _USER_FIELDS)
-    clean = _validate_user(v, data, circle.country, creating=True)
+    clean = validate_user(v, data, circle.country, creating=True)
     v.raise_if_any()
     user = User(
         circle_id=actor.circle_id,
@@ -421,14 +311,16 @@ def update_user(actor: User, user_id: int, data: Mapping[str, Any], now: datetim
     """Change a user of the actor's circle (admin only).
 
     Refuses (409) to take the doctor role from someone with open visits and to
-    leave the circle without an active admin.
+    leave the circle without an active admin. The user's row is locked
+    (``FOR UPDATE``) before the visits are counted, so the check serialises with
+    visit assignment, which locks the candidate doctors' rows.
     """
     require_admin(actor)
     circle = _circle(actor.circle_id, lock="role" in data)
-    user = get_row(User, user_id, actor.circle_id, what="user", lock=True)
+    user = get_in_circle(User, user_id, actor.circle_id, what="user", lock=True)
     v = Validator()
     reject_unknown(v, data, _USER_FIELDS)
-    clean = _validate_user(v, data, circle.country, creating=False, user=user)
+    clean = validate_user(v, data, circle.country, creating=False, user=user)
     v.raise_if_any()
     new_role = clean.get("role", user.role)
     if new_role != user.role:
@@ -451,10 +343,13 @@ def deactivate_user(actor: User, user_id: int, now: datetime) -> User:
 
     A doctor with open visits answers 409 ``doctor_has_open_visits`` so that no
     visit is left without a doctor silently; the last active admin answers 409.
+    Locks the circle's row (``FOR NO KEY UPDATE``), then the user's (``FOR UPDATE``)
+    before counting the open visits: a visit being assigned to this doctor in
+    another transaction is waited for, then counted.
     """
     require_admin(actor)
     _circle(actor.circle_id, lock=True)
-    user = get_row(User, user_id, actor.circle_id, what="user", lock=True)
+    user = get_in_circle(User, user_id, actor.circle_id, what="user", lock=True)
     if not user.active:
         db.session.commit()
         return user
@@ -492,10 +387,10 @@ def update_me(actor: User, data: Mapping[str, Any], now: datetime) -> User:
     A new password needs ``current_password``; a wrong one is a 422 on that field.
     """
     circle = _circle(actor.circle_id)
-    user = get_row(User, actor.id, actor.circle_id, what="user", lock=True)
+    user = get_in_circle(User, actor.id, actor.circle_id, what="user", lock=True)
     v = Validator()
     reject_unknown(v, data, _ME_FIELDS)
-    clean = _validate_user(v, {k: data[k] for k in data if k != "current_password"},
+    clean = validate_user(v, {k: data[k] for k in data if k != "current_password"},
                            circle.country, creating=False, user=user)
     if "password" in data:
         current = data.get("current_password")
@@ -509,3 +404,30 @@ def update_me(actor: User, data: Mapping[str, Any], now: datetime) -> User:
         record(actor.circle_id, "user", user.id, "user.updated", now, actor.id, fields=changed)
     db.session.commit()
     return user
+
+
+# The field helpers of ``checks`` stay importable from here (the circles domain uses them).
+__all__ = [
+    "ADDRESS_LIMIT_FACTOR",
+    "MAX_ID",
+    "PASSWORD_MAX",
+    "PASSWORD_MIN",
+    "authenticate",
+    "clean_text",
+    "create_token",
+    "create_user",
+    "deactivate_user",
+    "get_me",
+    "get_user",
+    "issue_token",
+    "list_tokens",
+    "list_users",
+    "normalise_email",
+    "normalise_phone",
+    "reject_unknown",
+    "require_admin",
+    "revoke_token",
+    "update_me",
+    "update_user",
+    "valid_email",
+]

@@ -7,28 +7,18 @@ from typing import Any
 from apiflask import Schema
 from apiflask.fields import Boolean, Date, DateTime, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
-from marshmallow import ValidationError
 
 from oncall.calls.models import CALL_STATES, OUTCOMES, TELEPHONY_EVENTS
-from oncall.calls.services import MAX_PAGE_SIZE
+from oncall.core.paging import PageQuery, envelope_schema
 from oncall.core.patient import CALLER_RELATIONS, DWELLINGS
+from oncall.core.text import storable
 
 LONG_TEXT = 4000
 
 
-def _storable(value: str) -> None:
-    """Refuse text the database cannot keep (NUL characters, lone surrogates)."""
-    if "\x00" in value:
-        raise ValidationError("Must not contain NUL characters.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("Must be valid Unicode text.") from None
-
-
 def text(max_length: int, *, min_length: int = 0, **kwargs: Any) -> String:
     """A string field bounded in length and storable as it is."""
-    return String(validate=[Length(min=min_length, max=max_length), _storable], **kwargs)
+    return String(validate=[Length(min=min_length, max=max_length), storable], **kwargs)
 
 
 # --- input -------------------------------------------------------------------
@@ -98,15 +88,13 @@ class CallUpdateIn(Schema):
     note = text(LONG_TEXT, allow_none=True)
 
 
-class CallQuery(Schema):
+class CallQuery(PageQuery):
     start = DateTime(
         metadata={"description": "Calls created at or after (local time without offset)"}
     )
     end = DateTime(metadata={"description": "Calls created before (local time without offset)"})
     number = text(32, metadata={"description": "Caller number in any usual form"})
     outcome = String(validate=OneOf(OUTCOMES))
-    limit = Integer(load_default=50, validate=Range(min=1, max=MAX_PAGE_SIZE))
-    offset = Integer(load_default=0, validate=Range(min=0, max=1_000_000))
 
 
 class TelephonyEventIn(Schema):
@@ -210,11 +198,7 @@ class CallItemOut(CallOut):
     """A call inside a list (the same fields as :class:`CallOut`)."""
 
 
-class CallPage(Schema):
-    items = List(Nested(CallItemOut), required=True)
-    limit = Integer(required=True)
-    offset = Integer(required=True)
-    next_offset = Integer(allow_none=True, metadata={"description": "Null on the last page"})
+CallPage = envelope_schema(CallOut, "CallPage")
 
 
 class TelephonyAck(Schema):

@@ -1,264 +1,60 @@
-"""Call-log use cases: telephone-system events, calls logged by hand, caller history.
+"""Call-log use cases: telephone-system events, calls logged by hand, the call list.
 
 Each public function is one transaction: it validates everything first, writes
 the change with its timeline events and access-log rows, and commits once.
+Checks live in :mod:`oncall.calls.checks`, the API form in :mod:`oncall.calls.present`
+and callers with their history in :mod:`oncall.calls.callers` (re-exported here).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from oncall.accounts.models import User
+from oncall.calls.callers import (
+    HISTORY_LIMIT,
+    caller_history,
+    find_or_create_caller,
+    insert_or_ignore,
+)
+from oncall.calls.checks import (
+    READ_ROLES,
+    WRITE_ROLES,
+    blank_to_none,
+    check_role,
+    circle_of,
+    instant,
+    number_error,
+    validate_details,
+)
 from oncall.calls.models import OUTCOMES, TELEPHONY_EVENTS, Call, Caller, TelephonyEvent
 from oncall.calls.numbers import InvalidNumber, is_withheld, normalise_number, try_normalise
+from oncall.calls.present import serialise_call, visit_ids
 from oncall.circles.models import Circle
-from oncall.core.clock import LocalTimeError, parse_instant, to_local
-from oncall.core.patient import PREPARATION_FIELDS
+from oncall.core.paging import MAX_LIMIT, check_page, envelope, page_of
 from oncall.core.tenancy import get_in_circle, scoped
 from oncall.core.timeline import log_access, record
-from oncall.errors import Forbidden, NotFound, Validator
+from oncall.errors import Validator
 from oncall.extensions import db
-from oncall.visits.models import Visit
 
 logger = logging.getLogger(__name__)
 
-#: Roles that may read the call log; roles that may write it.
-READ_ROLES = frozenset({"dispatcher", "coordinator", "admin"})
-WRITE_ROLES = frozenset({"dispatcher", "admin"})
-MAX_PAGE_SIZE = 200
-#: Most recent calls shown in a caller's history.
-HISTORY_LIMIT = 200
+#: Most calls on one page of the list (the limit of every list of the API).
+MAX_PAGE_SIZE = MAX_LIMIT
 #: Agent fields may name users of these roles as the answering dispatcher.
 AGENT_ROLES = ("dispatcher", "admin")
 
 _STATE_RANK = {"ringing": 0, "answered": 1, "ended": 2}
-_POSTCODES = {
-    "BE": (re.compile(r"^\d{4}$"), "4 digits"),
-    "FR": (re.compile(r"^\d{5}$"), "5 digits"),
-}
-_OTHER_POSTCODE = (re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{1,9}$"), "2 to 10 letters or digits")
 _MAX_ROW_ID = 2**63 - 1
 #: How far in the future an event or call time may lie (clocks drift).
 _FUTURE_TOLERANCE = timedelta(minutes=10)
 #: How old a telephone-system event may be and still be recorded.
 _EVENT_MAX_AGE = timedelta(days=7)
-
-
-# --- helpers -----------------------------------------------------------------
-
-
-def _check_role(actor: User, roles: Iterable[str]) -> None:
-    allowed = frozenset(roles)
-    if actor.role not in allowed:
-        raise Forbidden(
-            f"This needs the role {' or '.join(sorted(allowed))}.", code="role_forbidden"
-        )
-
-
-def _circle_of(actor: User) -> Circle:
-    circle = db.session.get(Circle, actor.circle_id)
-    if circle is None:  # pragma: no cover - a user always belongs to a circle
-        raise NotFound("No such circle.", code="circle_not_found")
-    return circle
-
-
-def _insert(model: type[Any]) -> Any:
-    """An INSERT that supports ``ON CONFLICT DO NOTHING`` on this database."""
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(model)
-    if dialect == "sqlite":
-        return sqlite.insert(model)
-    raise RuntimeError(f"unsupported database dialect {dialect}")  # pragma: no cover
-
-
-def _instant(value: datetime | None, tz: str, field: str, v: Validator) -> datetime | None:
-    """An input datetime as UTC (naive means the circle's local time); errors go to ``v``."""
-    if value is None:
-        return None
-    try:
-        return parse_instant(value, tz)
-    except LocalTimeError as exc:
-        v.add(field, str(exc))
-    except (OverflowError, ValueError):
-        v.add(field, "Is out of range.")
-    return None
-
-
-def _local_today(circle: Circle, now: datetime) -> date:
-    return to_local(now, circle.timezone).date()
-
-
-def _age_on(birth: date, day: date) -> int:
-    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
-
-
-def _blank_to_none(value: Any) -> Any:
-    if isinstance(value, str) and not value.strip():
-        return None
-    return value
-
-
-def _number_error(exc: InvalidNumber) -> str:
-    return f"This phone number {exc.reason}."
-
-
-def _validate_details(
-    data: Mapping[str, Any],
-    circle: Circle,
-    now: datetime,
-    v: Validator,
-    current: Call | None = None,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Check the nested patient, address and preparation input; return cleaned copies."""
-    patient = dict(data.get("patient") or {})
-    address = dict(data.get("address") or {})
-    prep = {k: val for k, val in (data.get("preparation") or {}).items() if k in PREPARATION_FIELDS}
-    today = _local_today(circle, now)
-
-    birth_ok = True
-    birth = patient.get("birth_date")
-    if birth is not None:
-        if birth > today:
-            birth_ok = v.check(False, "patient.birth_date", "Must not be in the future.")
-        elif birth.year < today.year - 130:
-            birth_ok = v.check(False, "patient.birth_date", "Is more than 130 years ago.")
-    if "phone" in patient:
-        phone = _blank_to_none(patient["phone"])
-        if phone is not None:
-            try:
-                phone = normalise_number(phone, circle.country)
-            except InvalidNumber as exc:
-                v.add("patient.phone", _number_error(exc))
-        patient["phone"] = phone
-
-    # Age and birth date, as they will be after this change, must agree.
-    age = patient.get("age", current.patient_age if current else None)
-    birth_after = patient.get("birth_date", current.patient_birth_date if current else None)
-    if (
-        birth_ok
-        and age is not None
-        and birth_after is not None
-        and _age_on(birth_after, today) != age
-    ):
-        for name in ("age", "birth_date"):
-            if name in patient:
-                v.add(f"patient.{name}", "Age and birth date disagree.")
-
-    if "postcode" in address:
-        postcode = _blank_to_none(address["postcode"])
-        if postcode is not None:
-            postcode = postcode.strip()
-            pattern, words = _POSTCODES.get(circle.country.upper(), _OTHER_POSTCODE)
-            v.check(bool(pattern.match(postcode)), "address.postcode", f"Must be {words}.")
-        address["postcode"] = postcode
-    return patient, address, prep
-
-
-def find_or_create_caller(
-    circle_id: int, number: str, seen_at: datetime, name: str | None = None
-) -> Caller:
-    """The circle's caller for an E.164 ``number``, created if new; safe when two requests race.
-
-    ``last_seen_at`` only moves forward; ``name``, when given, replaces the known name.
-    The row is locked until the transaction ends. The caller commits.
-    """
-    db.session.execute(
-        _insert(Caller)
-        .values(
-            circle_id=circle_id,
-            number=number,
-            name=name,
-            first_seen_at=seen_at,
-            last_seen_at=seen_at,
-        )
-        .on_conflict_do_nothing(index_elements=["circle_id", "number"])
-    )
-    caller: Caller = db.session.scalars(
-        select(Caller)
-        .where(Caller.circle_id == circle_id, Caller.number == number)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
-    if caller.last_seen_at < seen_at:
-        caller.last_seen_at = seen_at
-    if caller.first_seen_at > seen_at:
-        caller.first_seen_at = seen_at
-    if name:
-        caller.name = name
-    return caller
-
-
-def _visit_ids(circle_id: int, call_ids: list[int]) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = defaultdict(list)
-    if not call_ids:
-        return out
-    rows = db.session.execute(
-        select(Visit.call_id, Visit.id)
-        .where(Visit.circle_id == circle_id, Visit.call_id.in_(call_ids))
-        .order_by(Visit.id)
-    )
-    for call_id, visit_id in rows:
-        out[call_id].append(visit_id)
-    return out
-
-
-def serialise_call(call: Call, visit_ids: list[int]) -> dict[str, Any]:
-    """The API form of a call (nested patient, address and preparation)."""
-    return {
-        "id": call.id,
-        "call_ref": call.call_ref,
-        "state": call.state,
-        "caller_number": call.caller_number,
-        "caller_name": call.caller_name,
-        "line": call.line,
-        "recording_ref": call.recording_ref,
-        "ringing_at": call.ringing_at,
-        "answered_at": call.answered_at,
-        "ended_at": call.ended_at,
-        "dispatcher_id": call.dispatcher_id,
-        "patient": call.patient_dict(),
-        "address": call.address_dict(),
-        "preparation": call.preparation_dict(),
-        "reason": call.reason,
-        "identity_verified": bool(call.identity_verified),
-        "identity_verified_at": call.identity_verified_at,
-        "outcome": call.outcome,
-        "note": call.note,
-        "created_at": call.created_at,
-        "updated_at": call.updated_at,
-        "visit_ids": list(visit_ids),
-    }
-
-
-def _serialise_visit(visit: Visit) -> dict[str, Any]:
-    return {
-        "id": visit.id,
-        "call_id": visit.call_id,
-        "status": visit.status,
-        "zone_id": visit.zone_id,
-        "doctor_id": visit.doctor_id,
-        "reason": visit.reason,
-        "created_at": visit.created_at,
-        "checked_in_at": visit.checked_in_at,
-        "checked_out_at": visit.checked_out_at,
-        "cancelled_at": visit.cancelled_at,
-        "patient": visit.patient_dict(),
-        "address": visit.address_dict(),
-    }
-
-
-def _check_id(call_id: int) -> None:
-    if not 0 < call_id <= _MAX_ROW_ID:
-        raise NotFound(f"No call {call_id}.", code="call_not_found")
 
 
 # --- the telephone system ------------------------------------------------------
@@ -297,7 +93,7 @@ def record_telephony_event(circle: Circle, payload: Mapping[str, Any], now: date
     event = payload.get("event")
     v.check(isinstance(call_ref, str) and 0 < len(call_ref) <= 120, "call_ref", "Is required.")
     v.check(event in TELEPHONY_EVENTS, "event", f"Must be one of {', '.join(TELEPHONY_EVENTS)}.")
-    occurred_at = _instant(payload.get("occurred_at"), tz, "occurred_at", v)
+    occurred_at = instant(payload.get("occurred_at"), tz, "occurred_at", v)
     if (
         occurred_at is not None
         and not now - _EVENT_MAX_AGE <= occurred_at <= now + _FUTURE_TOLERANCE
@@ -313,13 +109,13 @@ def record_telephony_event(circle: Circle, payload: Mapping[str, Any], now: date
     number = None if withheld else try_normalise(raw_number, country)
     if not withheld and number is None:
         logger.warning("telephony: unreadable caller number on an event for circle %s", circle_id)
-    line = _blank_to_none(payload.get("line"))
-    recording_ref = _blank_to_none(payload.get("recording_ref"))
+    line = blank_to_none(payload.get("line"))
+    recording_ref = blank_to_none(payload.get("recording_ref"))
 
     # 1. The call: created by whichever event comes first, then locked.
     # RETURNING tells whether this statement inserted (rowcount is not reliable here).
     new_call_id = db.session.execute(
-        _insert(Call)
+        insert_or_ignore(Call)
         .values(
             circle_id=circle_id,
             call_ref=call_ref,
@@ -342,7 +138,7 @@ def record_telephony_event(circle: Circle, payload: Mapping[str, Any], now: date
     # 2. The raw event; the unique key turns a duplicate into a no-op.
     stored_number = number or (None if withheld else str(raw_number).strip()[:20])
     event_id = db.session.execute(
-        _insert(TelephonyEvent)
+        insert_or_ignore(TelephonyEvent)
         .values(
             circle_id=circle_id,
             call_id=call.id,
@@ -401,19 +197,19 @@ def record_telephony_event(circle: Circle, payload: Mapping[str, Any], now: date
 
 def create_call(actor: User, data: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """Log a call by hand for ``actor``'s circle; the caller is found or created by number."""
-    _check_role(actor, WRITE_ROLES)
-    circle = _circle_of(actor)
+    check_role(actor, WRITE_ROLES)
+    circle = circle_of(actor)
     v = Validator()
     number = None
-    raw_number = _blank_to_none(data.get("caller_number"))
+    raw_number = blank_to_none(data.get("caller_number"))
     if raw_number is not None:
         try:
             number = normalise_number(raw_number, circle.country)
         except InvalidNumber as exc:
-            v.add("caller_number", _number_error(exc))
-    patient, address, prep = _validate_details(data, circle, now, v)
-    answered_at = _instant(data.get("answered_at"), circle.timezone, "answered_at", v)
-    ended_at = _instant(data.get("ended_at"), circle.timezone, "ended_at", v)
+            v.add("caller_number", number_error(exc))
+    patient, address, prep = validate_details(data, circle, now, v)
+    answered_at = instant(data.get("answered_at"), circle.timezone, "answered_at", v)
+    ended_at = instant(data.get("ended_at"), circle.timezone, "ended_at", v)
     for name, value in (("answered_at", answered_at), ("ended_at", ended_at)):
         if value is not None and value > now + _FUTURE_TOLERANCE:
             v.add(name, "Must not be in the future.")
@@ -423,12 +219,12 @@ def create_call(actor: User, data: Mapping[str, Any], now: datetime) -> dict[str
     v.raise_if_any()
 
     verified = bool(data.get("identity_verified"))
-    caller_name = _blank_to_none(data.get("caller_name"))
+    caller_name = blank_to_none(data.get("caller_name"))
     call = Call(
         circle_id=circle.id,
         call_ref=None,
         state="ended" if ended_at else "answered",
-        line=_blank_to_none(data.get("line")),
+        line=blank_to_none(data.get("line")),
         answered_at=answered,
         ended_at=ended_at,
         dispatcher_id=actor.id,
@@ -473,12 +269,11 @@ def update_call(
     actor: User, call_id: int, data: Mapping[str, Any], now: datetime
 ) -> dict[str, Any]:
     """Change the fields sent on a call; an outcome change records the old and new value."""
-    _check_role(actor, WRITE_ROLES)
-    _check_id(call_id)
+    check_role(actor, WRITE_ROLES)
     call = get_in_circle(Call, call_id, actor.circle_id, what="call", lock=True)
-    circle = _circle_of(actor)
+    circle = circle_of(actor)
     v = Validator()
-    patient, address, prep = _validate_details(data, circle, now, v, current=call)
+    patient, address, prep = validate_details(data, circle, now, v, current=call)
     v.raise_if_any()
 
     changed: set[str] = set()
@@ -498,7 +293,7 @@ def update_call(
         if name in data:
             put(name, data[name], name)
     if "caller_name" in data:
-        caller_name = _blank_to_none(data["caller_name"])
+        caller_name = blank_to_none(data["caller_name"])
         put("caller_name", caller_name, "caller_name")
         if caller_name and call.caller_id is not None:
             caller = db.session.get(Caller, call.caller_id)
@@ -529,20 +324,19 @@ def update_call(
             call.circle_id, "call", call.id, "call.updated", now, actor.id, fields=sorted(changed)
         )
     log_access(call.circle_id, actor.id, "call", call.id, now, action="update")
-    visit_ids = _visit_ids(call.circle_id, [call.id])[call.id]
+    ids = visit_ids(call.circle_id, [call.id])[call.id]
     db.session.commit()
-    return serialise_call(call, visit_ids)
+    return serialise_call(call, ids)
 
 
 def get_call(actor: User, call_id: int, now: datetime) -> dict[str, Any]:
     """One call of the actor's circle; the read is written to the access log."""
-    _check_role(actor, READ_ROLES)
-    _check_id(call_id)
+    check_role(actor, READ_ROLES)
     call = get_in_circle(Call, call_id, actor.circle_id, what="call")
-    visit_ids = _visit_ids(call.circle_id, [call.id])[call.id]
+    ids = visit_ids(call.circle_id, [call.id])[call.id]
     log_access(call.circle_id, actor.id, "call", call.id, now, action="read")
     db.session.commit()
-    return serialise_call(call, visit_ids)
+    return serialise_call(call, ids)
 
 
 def list_calls(
@@ -561,11 +355,11 @@ def list_calls(
     ``start`` is inclusive, ``end`` exclusive; naive values are the circle's local
     time. The list is written to the access log (it shows patient names).
     """
-    _check_role(actor, READ_ROLES)
-    circle = _circle_of(actor)
+    check_role(actor, READ_ROLES)
+    circle = circle_of(actor)
     v = Validator()
-    start_utc = _instant(start, circle.timezone, "start", v)
-    end_utc = _instant(end, circle.timezone, "end", v)
+    start_utc = instant(start, circle.timezone, "start", v)
+    end_utc = instant(end, circle.timezone, "end", v)
     if start_utc and end_utc and end_utc <= start_utc:
         v.add("end", "Must be after start.")
     wanted = None
@@ -573,11 +367,10 @@ def list_calls(
         try:
             wanted = normalise_number(number, circle.country)
         except InvalidNumber as exc:
-            v.add("number", _number_error(exc))
+            v.add("number", number_error(exc))
     if outcome is not None and outcome not in OUTCOMES:
         v.add("outcome", f"Must be one of {', '.join(OUTCOMES)}.")
-    v.check(1 <= limit <= MAX_PAGE_SIZE, "limit", f"Must be between 1 and {MAX_PAGE_SIZE}.")
-    v.check(offset >= 0, "offset", "Must not be negative.")
+    check_page(limit, offset, v)
     v.raise_if_any()
 
     stmt = scoped(Call, circle.id)
@@ -589,77 +382,18 @@ def list_calls(
         stmt = stmt.where(Call.caller_number == wanted)
     if outcome:
         stmt = stmt.where(Call.outcome == outcome)
-    stmt = stmt.order_by(Call.created_at.desc(), Call.id.desc()).offset(offset).limit(limit + 1)
-    calls = list(db.session.scalars(stmt))
-    more = len(calls) > limit
-    calls = calls[:limit]
-    visits = _visit_ids(circle.id, [c.id for c in calls])
+    stmt = stmt.order_by(Call.created_at.desc(), Call.id.desc())
+    page = envelope(list(db.session.scalars(page_of(stmt, limit, offset))), limit, offset)
+    calls: list[Call] = page["items"]
+    visits = visit_ids(circle.id, [c.id for c in calls])
     log_access(circle.id, actor.id, "call", None, now, action="list", detail=f"{len(calls)} calls")
     db.session.commit()
-    return {
-        "items": [serialise_call(c, visits[c.id]) for c in calls],
-        "limit": limit,
-        "offset": offset,
-        "next_offset": offset + limit if more else None,
-    }
-
-
-def caller_history(actor: User, number: str, now: datetime) -> dict[str, Any]:
-    """The caller behind ``number`` with their calls and visits, newest first.
-
-    404 when the circle has never seen the number; 422 naming ``number`` when it
-    cannot be read. The read is written to the access log.
-    """
-    _check_role(actor, READ_ROLES)
-    circle = _circle_of(actor)
-    try:
-        wanted = normalise_number(number, circle.country)
-    except InvalidNumber as exc:
-        v = Validator()
-        v.add("number", _number_error(exc))
-        v.raise_if_any()
-        raise  # pragma: no cover - raise_if_any always raises here
-    caller = db.session.scalars(scoped(Caller, circle.id).where(Caller.number == wanted)).first()
-    if caller is None:
-        raise NotFound("This number has never called the circle.", code="caller_not_found")
-    calls = list(
-        db.session.scalars(
-            scoped(Call, circle.id)
-            .where(Call.caller_id == caller.id)
-            .order_by(Call.created_at.desc(), Call.id.desc())
-            .limit(HISTORY_LIMIT)
-        )
-    )
-    call_ids = [c.id for c in calls]
-    visits: list[Visit] = []
-    if call_ids:
-        visits = list(
-            db.session.scalars(
-                scoped(Visit, circle.id)
-                .where(Visit.call_id.in_(call_ids))
-                .order_by(Visit.created_at.desc(), Visit.id.desc())
-            )
-        )
-    by_call: dict[int, list[int]] = defaultdict(list)
-    for visit in sorted(visits, key=lambda x: x.id):
-        by_call[visit.call_id].append(visit.id)
-    log_access(circle.id, actor.id, "caller", caller.id, now, action="history")
-    db.session.commit()
-    return {
-        "caller": {
-            "id": caller.id,
-            "number": caller.number,
-            "name": caller.name,
-            "first_seen_at": caller.first_seen_at,
-            "last_seen_at": caller.last_seen_at,
-        },
-        "calls": [serialise_call(c, by_call[c.id]) for c in calls],
-        "visits": [_serialise_visit(x) for x in visits],
-        "risk_flags": [],
-    }
+    page["items"] = [serialise_call(c, visits[c.id]) for c in calls]
+    return page
 
 
 __all__ = [
+    "HISTORY_LIMIT",
     "MAX_PAGE_SIZE",
     "READ_ROLES",
     "WRITE_ROLES",

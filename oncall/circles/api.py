@@ -7,18 +7,23 @@ from typing import Any
 from apiflask import APIBlueprint
 
 from oncall.accounts.auth import current_user, require
-from oncall.circles import services
+from oncall.circles import policies, services
 from oncall.circles.schemas import (
     CircleOut,
     CircleUpdateIn,
     PoliceContactCreateIn,
     PoliceContactOut,
+    PoliceContactPage,
     PoliceContactQuery,
     PoliceContactUpdateIn,
     PolicyIn,
     PolicyOut,
+    PolicyPage,
+    PolicyQuery,
     ZoneCreateIn,
     ZoneOut,
+    ZonePage,
+    ZoneQuery,
     ZoneUpdateIn,
 )
 from oncall.core.clock import utcnow
@@ -45,10 +50,11 @@ def update_circle(data: dict[str, Any]) -> Any:
 
 @bp.get("/zones")
 @require()
-@bp.output(ZoneOut(many=True))
-@bp.doc(summary="The circle's zones")
-def list_zones() -> Any:
-    return services.list_zones(current_user())
+@bp.input(ZoneQuery, location="query", arg_name="query")
+@bp.output(ZonePage)
+@bp.doc(summary="The circle's zones, by name")
+def list_zones(query: dict[str, Any]) -> Any:
+    return services.list_zones(current_user(), limit=query["limit"], offset=query["offset"])
 
 
 @bp.post("/zones")
@@ -72,10 +78,12 @@ def update_zone(zone_id: int, data: dict[str, Any]) -> Any:
 @bp.get("/police-contacts")
 @require("admin", "coordinator", "dispatcher")
 @bp.input(PoliceContactQuery, location="query", arg_name="query")
-@bp.output(PoliceContactOut(many=True))
-@bp.doc(summary="The circle's police contacts")
+@bp.output(PoliceContactPage)
+@bp.doc(summary="The circle's police contacts, circle-wide first, then by zone and name")
 def list_police_contacts(query: dict[str, Any]) -> Any:
-    return services.list_police_contacts(current_user(), query.get("zone_id"))
+    return services.list_police_contacts(
+        current_user(), query.get("zone_id"), limit=query["limit"], offset=query["offset"]
+    )
 
 
 @bp.post("/police-contacts")
@@ -98,10 +106,11 @@ def update_police_contact(contact_id: int, data: dict[str, Any]) -> Any:
 
 @bp.get("/escalation-policies")
 @require("admin", "coordinator")
-@bp.output(PolicyOut(many=True))
+@bp.input(PolicyQuery, location="query", arg_name="query")
+@bp.output(PolicyPage)
 @bp.doc(summary="The escalation policy of every alert kind")
-def list_policies() -> Any:
-    return services.list_policies(current_user())
+def list_policies(query: dict[str, Any]) -> Any:
+    return policies.list_policies(current_user(), limit=query["limit"], offset=query["offset"])
 
 
 @bp.get("/escalation-policies/<kind>")
@@ -109,7 +118,7 @@ def list_policies() -> Any:
 @bp.output(PolicyOut)
 @bp.doc(summary="The escalation policy of one alert kind")
 def get_policy(kind: str) -> Any:
-    return services.get_policy(current_user(), kind)
+    return policies.get_policy(current_user(), kind)
 
 
 @bp.put("/escalation-policies/<kind>")
@@ -118,4 +127,4 @@ def get_policy(kind: str) -> Any:
 @bp.output(PolicyOut)
 @bp.doc(summary="Replace the steps of one alert kind's escalation policy")
 def replace_policy(kind: str, data: dict[str, Any]) -> Any:
-    return services.replace_policy(current_user(), kind, data["steps"], utcnow())
+    return policies.replace_policy(current_user(), kind, data["steps"], utcnow())

@@ -7,6 +7,8 @@ from apiflask.fields import Boolean, DateTime, Email, Integer, List, Nested, Str
 from apiflask.validators import Length, OneOf, Range, Regexp
 
 from oncall.circles.models import ALERT_KINDS, STEP_TARGETS, STOP_ON
+from oncall.core.paging import PageQuery, envelope_schema
+from oncall.core.text import storable
 
 _ID = Range(min=1, max=2**31 - 1)
 _SECONDS_MAX = 86_400
@@ -21,8 +23,8 @@ class CircleOut(Schema):
 
 
 class CircleUpdateIn(Schema):
-    name = String(validate=Length(min=1, max=120))
-    timezone = String(validate=Length(min=1, max=64),
+    name = String(validate=[Length(min=1, max=120), storable])
+    timezone = String(validate=[Length(min=1, max=64), storable],
                       metadata={"description": "An IANA time zone, e.g. Europe/Brussels."})
     country = String(validate=Regexp(r"^[A-Za-z]{2}$", error="Must be two letters."),
                      metadata={"description": "ISO 3166 alpha-2, e.g. BE."})
@@ -35,15 +37,22 @@ class ZoneOut(Schema):
     active = Boolean(required=True)
 
 
+ZonePage = envelope_schema(ZoneOut, "ZonePage")
+
+
+class ZoneQuery(PageQuery):
+    """Paging of the zone list (by name)."""
+
+
 class ZoneCreateIn(Schema):
-    name = String(required=True, validate=Length(min=1, max=120))
-    code = String(allow_none=True, validate=Length(max=32))
+    name = String(required=True, validate=[Length(min=1, max=120), storable])
+    code = String(allow_none=True, validate=[Length(max=32), storable])
     active = Boolean()
 
 
 class ZoneUpdateIn(Schema):
-    name = String(validate=Length(min=1, max=120))
-    code = String(allow_none=True, validate=Length(max=32))
+    name = String(validate=[Length(min=1, max=120), storable])
+    code = String(allow_none=True, validate=[Length(max=32), storable])
     active = Boolean()
 
 
@@ -59,28 +68,31 @@ class PoliceContactOut(Schema):
     active = Boolean(required=True)
 
 
-class PoliceContactQuery(Schema):
-    zone_id = Integer(validate=_ID)
+PoliceContactPage = envelope_schema(PoliceContactOut, "PoliceContactPage")
+
+
+class PoliceContactQuery(PageQuery):
+    zone_id = Integer(validate=_ID, metadata={"description": "Only this zone's own contacts."})
 
 
 class _PoliceContactFields(Schema):
     zone_id = Integer(allow_none=True, validate=_ID,
                       metadata={"description": "A zone of the circle; null for circle-wide."})
-    phone = String(allow_none=True, validate=Length(max=32))
-    email = Email(allow_none=True, validate=Length(max=254))
-    webhook_url = String(allow_none=True, validate=Length(max=500),
+    phone = String(allow_none=True, validate=[Length(max=32), storable])
+    email = Email(allow_none=True, validate=[Length(max=254), storable])
+    webhook_url = String(allow_none=True, validate=[Length(max=500), storable],
                          metadata={"description": "An https URL."})
-    protocol_reference = String(allow_none=True, validate=Length(max=120))
-    notes = String(allow_none=True, validate=Length(max=5000))
+    protocol_reference = String(allow_none=True, validate=[Length(max=120), storable])
+    notes = String(allow_none=True, validate=[Length(max=5000), storable])
     active = Boolean()
 
 
 class PoliceContactCreateIn(_PoliceContactFields):
-    name = String(required=True, validate=Length(min=1, max=120))
+    name = String(required=True, validate=[Length(min=1, max=120), storable])
 
 
 class PoliceContactUpdateIn(_PoliceContactFields):
-    name = String(validate=Length(min=1, max=120))
+    name = String(validate=[Length(min=1, max=120), storable])
 
 
 class StepIn(Schema):
@@ -111,3 +123,10 @@ class PolicyOut(Schema):
     is_default = Boolean(
         required=True, metadata={"description": "True when the circle has never changed it."}
     )
+
+
+PolicyPage = envelope_schema(PolicyOut, "PolicyPage")
+
+
+class PolicyQuery(PageQuery):
+    """Paging of the policy list (in the order of the alert kinds)."""

@@ -1,7 +1,8 @@
-"""Circle setup use cases: the circle, zones, police contacts and escalation policies.
+"""Circle setup use cases: the circle, zones and police contacts.
 
 Each public function is one transaction: everything is validated first, then
-written and committed once. Nothing here reads the Flask request.
+written and committed once. Nothing here reads the Flask request. Escalation
+policies live in :mod:`oncall.circles.policies` (re-exported here).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import copy
 import ipaddress
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,41 +21,42 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from oncall.accounts.models import User
-from oncall.accounts.passwords import hash_password
-from oncall.accounts.services import (
-    MAX_ID,
+from oncall.accounts.checks import (
     PASSWORD_MAX,
     PASSWORD_MIN,
     clean_text,
-    get_row,
     normalise_email,
     normalise_phone,
     reject_unknown,
-    require_admin,
     valid_email,
 )
+from oncall.accounts.models import User
+from oncall.accounts.passwords import hash_password
+from oncall.accounts.services import MAX_ID, require_admin
 from oncall.circles.models import (
     ALERT_KINDS,
     DEFAULT_POLICIES,
-    STEP_TARGETS,
-    STOP_ON,
     Circle,
     EscalationPolicy,
     PoliceContact,
     Zone,
 )
-from oncall.core.tenancy import scoped
+from oncall.circles.policies import (
+    MAX_STEP_SECONDS,
+    MAX_STEPS,
+    PolicyView,
+    get_policy,
+    list_policies,
+    policy_steps,
+    replace_policy,
+)
+from oncall.core.paging import DEFAULT_LIMIT, check_page, envelope, page_of
+from oncall.core.tenancy import get_in_circle, scoped
 from oncall.core.timeline import record
-from oncall.errors import Conflict, NotFound, ValidationFailed, Validator
+from oncall.errors import Conflict, ValidationFailed, Validator
 from oncall.extensions import db
 
 logger = logging.getLogger(__name__)
-
-
-MAX_STEPS = 10
-#: The longest wait or repeat interval a step may have (one day).
-MAX_STEP_SECONDS = 86_400
 
 
 def _text(v: Validator, data: Mapping[str, Any], name: str, limit: int, *,
@@ -208,10 +209,11 @@ def update_circle(actor: User, data: Mapping[str, Any], now: datetime) -> Circle
 # --- zones -----------------------------------------------------------------------------
 
 
-def list_zones(actor: User) -> list[Zone]:
-    """The circle's zones, by name."""
+def list_zones(actor: User, *, limit: int = DEFAULT_LIMIT, offset: int = 0) -> dict[str, Any]:
+    """A page of the circle's zones, by name."""
+    check_page(limit, offset)
     stmt = scoped(Zone, actor.circle_id).order_by(func.lower(Zone.name), Zone.id)
-    return list(db.session.scalars(stmt))
+    return envelope(list(db.session.scalars(page_of(stmt, limit, offset))), limit, offset)
 
 
 def _validate_zone(v: Validator, data: Mapping[str, Any], circle_id: int,
@@ -277,7 +279,7 @@ def create_zone(actor: User, data: Mapping[str, Any], now: datetime) -> Zone:
 def update_zone(actor: User, zone_id: int, data: Mapping[str, Any], now: datetime) -> Zone:
     """Rename, recode, activate or deactivate a zone of the actor's circle (admin only)."""
     require_admin(actor)
-    zone = get_row(Zone, zone_id, actor.circle_id, what="zone", lock=True)
+    zone = get_in_circle(Zone, zone_id, actor.circle_id, what="zone", lock=True)
     v = Validator()
     clean = _validate_zone(v, data, actor.circle_id, zone.id, creating=False)
     v.raise_if_any()
@@ -293,14 +295,18 @@ _CONTACT_FIELDS = ("zone_id", "name", "phone", "email", "webhook_url", "protocol
 _CHANNELS = ("phone", "email", "webhook_url")
 
 
-def list_police_contacts(actor: User, zone_id: int | None = None) -> list[PoliceContact]:
-    """The circle's police contacts (optionally of one zone), circle-wide first, by name."""
+def list_police_contacts(
+    actor: User, zone_id: int | None = None, *, limit: int = DEFAULT_LIMIT, offset: int = 0
+) -> dict[str, Any]:
+    """A page of the circle's police contacts (optionally of one zone), circle-wide first,
+    by name."""
+    check_page(limit, offset)
     stmt = scoped(PoliceContact, actor.circle_id)
     if zone_id is not None:
         stmt = stmt.where(PoliceContact.zone_id == zone_id)
     stmt = stmt.order_by(PoliceContact.zone_id.is_not(None), PoliceContact.zone_id,
                          func.lower(PoliceContact.name), PoliceContact.id)
-    return list(db.session.scalars(stmt))
+    return envelope(list(db.session.scalars(page_of(stmt, limit, offset))), limit, offset)
 
 
 def police_contacts_for_zone(circle_id: int, zone_id: int | None) -> list[PoliceContact]:
@@ -428,7 +434,7 @@ def update_police_contact(actor: User, contact_id: int, data: Mapping[str, Any],
     """Change a police contact of the circle (admin only); one channel must remain."""
     require_admin(actor)
     circle = get_circle(actor)
-    contact = get_row(PoliceContact, contact_id, circle.id, what="police_contact", lock=True)
+    contact = get_in_circle(PoliceContact, contact_id, circle.id, what="police_contact", lock=True)
     v = Validator()
     clean = _validate_contact(v, data, contact, circle)
     v.raise_if_any()
@@ -440,128 +446,23 @@ def update_police_contact(actor: User, contact_id: int, data: Mapping[str, Any],
     return contact
 
 
-# --- escalation policies ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PolicyView:
-    """One alert kind's steps as the circle has them (or the defaults, never edited)."""
-
-    kind: str
-    steps: list[dict[str, Any]]
-    updated_at: datetime | None
-    updated_by_id: int | None
-    is_default: bool
-
-
-def _policy_row(circle_id: int, kind: str, *, lock: bool = False) -> EscalationPolicy | None:
-    stmt: Any = scoped(EscalationPolicy, circle_id).where(EscalationPolicy.alert_kind == kind)
-    if lock:
-        stmt = stmt.with_for_update()
-    row: EscalationPolicy | None = db.session.scalars(stmt).first()
-    return row
-
-
-def _view(kind: str, row: EscalationPolicy | None) -> PolicyView:
-    if row is None:
-        return PolicyView(kind, copy.deepcopy(DEFAULT_POLICIES[kind]), None, None, True)
-    return PolicyView(kind, copy.deepcopy(row.steps), row.updated_at, row.updated_by_id, False)
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in ALERT_KINDS:
-        raise NotFound(f"No escalation policy for {kind!r}.", code="policy_not_found")
-
-
-def policy_steps(circle_id: int, kind: str) -> list[dict[str, Any]]:
-    """A copy of the steps an alert of ``kind`` follows in the circle (defaults if unset)."""
-    _check_kind(kind)
-    return _view(kind, _policy_row(circle_id, kind)).steps
-
-
-def list_policies(actor: User) -> list[PolicyView]:
-    """Every alert kind's policy of the circle, in the order of ``ALERT_KINDS``."""
-    rows = {r.alert_kind: r for r in db.session.scalars(scoped(EscalationPolicy, actor.circle_id))}
-    return [_view(kind, rows.get(kind)) for kind in ALERT_KINDS]
-
-
-def get_policy(actor: User, kind: str) -> PolicyView:
-    """One alert kind's policy of the circle; an unknown kind answers 404."""
-    _check_kind(kind)
-    return _view(kind, _policy_row(actor.circle_id, kind))
-
-
-_STEP_FIELDS = ("target", "after_seconds", "repeat_every_seconds", "stop_on")
-
-
-def _seconds(value: Any, minimum: int) -> int | None:
-    """``value`` if it is a whole number of seconds in range, else None."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if minimum <= value <= MAX_STEP_SECONDS else None
-    return None
-
-
-def _validate_steps(v: Validator, steps: Any) -> list[dict[str, Any]]:
-    if not isinstance(steps, list):
-        v.add("steps", "Must be a list of steps.")
-        return []
-    if not 1 <= len(steps) <= MAX_STEPS:
-        v.add("steps", f"Give between 1 and {MAX_STEPS} steps.")
-        return []
-    clean: list[dict[str, Any]] = []
-    previous: int | None = None
-    for i, step in enumerate(steps):
-        at = f"steps.{i}"
-        if not isinstance(step, Mapping):
-            v.add(at, "Must be an object.")
-            continue
-        for key in step:
-            if key not in _STEP_FIELDS:
-                v.add(f"{at}.{key}", "Unknown field.")
-        target = step.get("target")
-        v.check(target in STEP_TARGETS, f"{at}.target",
-                f"Must be one of: {', '.join(STEP_TARGETS)}.")
-        after = _seconds(step.get("after_seconds"), 0)
-        if after is None:
-            v.add(f"{at}.after_seconds", f"Must be a whole number from 0 to {MAX_STEP_SECONDS}.")
-        elif previous is not None and after < previous:
-            v.add(f"{at}.after_seconds", "Must not be less than the previous step's.")
-        else:
-            previous = after
-        repeat = step.get("repeat_every_seconds")
-        v.check(repeat is None or _seconds(repeat, 1) is not None, f"{at}.repeat_every_seconds",
-                f"Must be null or a whole number from 1 to {MAX_STEP_SECONDS}.")
-        stop_on = step.get("stop_on")
-        v.check(stop_on in STOP_ON, f"{at}.stop_on", f"Must be one of: {', '.join(STOP_ON)}.")
-        clean.append({"target": target, "after_seconds": after,
-                      "repeat_every_seconds": repeat, "stop_on": stop_on})
-    return clean
-
-
-def replace_policy(actor: User, kind: str, steps: Any, now: datetime) -> PolicyView:
-    """Replace one alert kind's steps (admin only); alerts already open keep their copy.
-
-    1 to 10 steps, ``after_seconds`` never decreasing; each bad field is named
-    ``steps.<i>.<field>``. An unknown kind answers 404.
-    """
-    require_admin(actor)
-    _check_kind(kind)
-    v = Validator()
-    clean = _validate_steps(v, steps)
-    v.raise_if_any()
-    # The circle row serialises concurrent first writes of the same kind.
-    db.session.scalars(
-        select(Circle.id).where(Circle.id == actor.circle_id).with_for_update()
-    ).one()
-    row = _policy_row(actor.circle_id, kind, lock=True)
-    if row is None:
-        row = EscalationPolicy(circle_id=actor.circle_id, alert_kind=kind)
-        db.session.add(row)
-    row.steps = clean
-    row.updated_at = now
-    row.updated_by_id = actor.id
-    record(actor.circle_id, "circle", actor.circle_id, "escalation_policy.replaced", now,
-           actor.id, alert_kind=kind, steps=clean)
-    db.session.commit()
-    return _view(kind, row)
-
+# Escalation policies stay importable from here.
+__all__ = [
+    "MAX_STEPS",
+    "MAX_STEP_SECONDS",
+    "PolicyView",
+    "create_circle",
+    "create_police_contact",
+    "create_zone",
+    "get_circle",
+    "get_policy",
+    "list_police_contacts",
+    "list_policies",
+    "list_zones",
+    "police_contacts_for_zone",
+    "policy_steps",
+    "replace_policy",
+    "update_circle",
+    "update_police_contact",
+    "update_zone",
+]

@@ -14,8 +14,9 @@ Schemas (``oncall/<domain>/schemas.py``)::
 
 Services (fetch ``limit + 1`` rows, ordered stably with the id as tie-break)::
 
-    from oncall.core.paging import envelope, page_of
+    from oncall.core.paging import check_page, envelope, page_of
 
+    check_page(limit, offset)                     # 422 naming limit/offset if out of range
     stmt = scoped(Zone, actor.circle_id).order_by(Zone.name, Zone.id)
     rows = list(db.session.scalars(page_of(stmt, limit, offset)))
     page = envelope(rows, limit, offset)          # items: at most `limit` rows
@@ -29,7 +30,7 @@ Views::
     @bp.input(ZoneQuery, location="query", arg_name="query")
     @bp.output(ZonePage)
     def list_zones(query: dict[str, Any]) -> dict[str, Any]:
-        return services.list_zones(current_user(), utcnow(), **query)
+        return services.list_zones(current_user(), **query)
 """
 
 from __future__ import annotations
@@ -72,11 +73,14 @@ def page_query_schema() -> type[PageQuery]:
     return PageQuery
 
 
-def check_page(limit: int, offset: int, v: Validator) -> None:
-    """Add a field error to ``v`` for a ``limit`` or ``offset`` out of range (services
-    called without the query schema)."""
-    v.check(1 <= limit <= MAX_LIMIT, "limit", f"Must be between 1 and {MAX_LIMIT}.")
-    v.check(0 <= offset <= MAX_OFFSET, "offset", f"Must be between 0 and {MAX_OFFSET}.")
+def check_page(limit: int, offset: int, v: Validator | None = None) -> None:
+    """Name ``limit`` or ``offset`` when out of range (for services called without the
+    query schema): added to ``v``, or raised at once (422) when no ``v`` is given."""
+    errors = v if v is not None else Validator()
+    errors.check(1 <= limit <= MAX_LIMIT, "limit", f"Must be between 1 and {MAX_LIMIT}.")
+    errors.check(0 <= offset <= MAX_OFFSET, "offset", f"Must be between 0 and {MAX_OFFSET}.")
+    if v is None:
+        errors.raise_if_any()
 
 
 def page_of(stmt: Select[Any], limit: int, offset: int) -> Select[Any]:
@@ -101,17 +105,27 @@ _ENVELOPES: dict[str, type[Schema]] = {}
 
 def envelope_schema(item_schema: type[Schema], name: str) -> type[Schema]:
     """The output schema named ``name`` of a page of ``item_schema`` items (one class per
-    name, so the OpenAPI document lists it once)."""
+    name, so the OpenAPI document lists it once).
+
+    The items get their own subclass ``<name>Item`` of ``item_schema`` (same fields):
+    the OpenAPI generator registers a class once per use site otherwise, and the item
+    schema is usually also the output of the endpoint that reads one row.
+    """
     existing = _ENVELOPES.get(name)
     if existing is not None:
         if existing.item_schema is not item_schema:  # type: ignore[attr-defined]
             raise ValueError(f"Envelope schema {name} already pages another item schema.")
         return existing
+    item = type(
+        f"{name}Item",
+        (item_schema,),
+        {"__doc__": item_schema.__doc__, "__module__": item_schema.__module__},
+    )
     fields: dict[str, Any] = {
         "__doc__": f"A page of {item_schema.__name__} items.",
         "__module__": item_schema.__module__,
         "item_schema": item_schema,
-        "items": List(Nested(item_schema), required=True),
+        "items": List(Nested(item), required=True),
         "limit": Integer(required=True),
         "offset": Integer(required=True),
         "next_offset": Integer(

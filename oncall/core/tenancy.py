@@ -37,7 +37,8 @@ def get_in_circle(
         raise NotFound(f"No {name} {row_id}.", code=f"{name}_not_found")
     stmt: Any = scoped(model, circle_id).where(model.id == row_id)  # type: ignore[attr-defined]
     if lock:
-        stmt = stmt.with_for_update()
+        # A locked read must also refresh a row the session already holds.
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     row = db.session.scalars(stmt).first()
     if row is None:
         raise NotFound(f"No {name} {row_id}.", code=f"{name}_not_found")

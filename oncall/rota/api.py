@@ -10,7 +10,15 @@ from flask import Response
 from oncall.accounts.auth import current_user, require
 from oncall.core.clock import utcnow
 from oncall.rota import services
-from oncall.rota.schemas import OnDutyOut, OnDutyQuery, ShiftIn, ShiftOut, ShiftPatch, ShiftQuery
+from oncall.rota.schemas import (
+    OnDutyOut,
+    OnDutyQuery,
+    ShiftIn,
+    ShiftOut,
+    ShiftPage,
+    ShiftPatch,
+    ShiftQuery,
+)
 
 bp = APIBlueprint("rota", __name__, tag="Rota")
 
@@ -18,7 +26,7 @@ bp = APIBlueprint("rota", __name__, tag="Rota")
 @bp.get("/shifts")
 @require()
 @bp.input(ShiftQuery, location="query", arg_name="query")
-@bp.output(ShiftOut(many=True))
+@bp.output(ShiftPage)
 @bp.doc(summary="List shifts (by zone, doctor, period); a doctor sees only own shifts")
 def list_shifts(query: dict[str, Any]) -> Any:
     return services.list_shifts(
@@ -27,6 +35,8 @@ def list_shifts(query: dict[str, Any]) -> Any:
         doctor_id=query.get("doctor_id"),
         start=query.get("start"),
         end=query.get("end"),
+        limit=query["limit"],
+        offset=query["offset"],
     )
 
 

@@ -8,7 +8,9 @@ from apiflask import Schema
 from apiflask.fields import DateTime, Integer, List, Nested, String
 from apiflask.validators import Length, Range
 
-from oncall.rota.services import MAX_ID, NOTE_MAX_LENGTH
+from oncall.core.paging import PageQuery, envelope_schema
+from oncall.core.text import storable
+from oncall.rota.checks import MAX_ID, NOTE_MAX_LENGTH
 
 _LOCAL = (
     "ISO 8601. Without a UTC offset the time is read as local time of the circle; "
@@ -33,7 +35,9 @@ class ShiftIn(Schema):
     ends_at = DateTime(
         required=True, metadata={"description": _LOCAL + " At most 48 hours after starts_at."}
     )
-    note = String(load_default=None, allow_none=True, validate=Length(max=NOTE_MAX_LENGTH))
+    note = String(
+        load_default=None, allow_none=True, validate=[Length(max=NOTE_MAX_LENGTH), storable]
+    )
 
 
 class ShiftPatch(Schema):
@@ -43,10 +47,10 @@ class ShiftPatch(Schema):
     doctor_id = _id()
     starts_at = DateTime(metadata={"description": _LOCAL})
     ends_at = DateTime(metadata={"description": _LOCAL})
-    note = String(allow_none=True, validate=Length(max=NOTE_MAX_LENGTH))
+    note = String(allow_none=True, validate=[Length(max=NOTE_MAX_LENGTH), storable])
 
 
-class ShiftQuery(Schema):
+class ShiftQuery(PageQuery):
     """Filters of the shift list; a shift is listed if it overlaps [start, end)."""
 
     zone_id = _query_id()
@@ -70,6 +74,9 @@ class ShiftOut(Schema):
         required=True, metadata={"description": "The circle's local time, with its offset."}
     )
     note = String(required=True, allow_none=True)
+
+
+ShiftPage = envelope_schema(ShiftOut, "ShiftPage")
 
 
 class OnDutyQuery(Schema):

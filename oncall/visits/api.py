@@ -22,6 +22,7 @@ from oncall.visits.schemas import (
     VisitDetailOut,
     VisitListQuery,
     VisitOut,
+    VisitPage,
 )
 
 bp = APIBlueprint("visits", __name__, tag="Visits")
@@ -47,9 +48,9 @@ def visible_visit(view: F) -> F:
 @bp.get("/visits")
 @require("dispatcher", "coordinator", "admin", "doctor")
 @bp.input(VisitListQuery, location="query", arg_name="query")
-@bp.output(VisitOut(many=True))
+@bp.output(VisitPage)
 @bp.doc(summary="List visits (by doctor, zone, status, creation period); a doctor sees own only")
-def list_visits(query: dict[str, Any]) -> list[dict[str, Any]]:
+def list_visits(query: dict[str, Any]) -> dict[str, Any]:
     return services.list_visits(
         current_user(),
         doctor_id=query.get("doctor_id"),
@@ -58,6 +59,7 @@ def list_visits(query: dict[str, Any]) -> list[dict[str, Any]]:
         start=query.get("start"),
         end=query.get("end"),
         limit=query["limit"],
+        offset=query["offset"],
         now=utcnow(),
     )
 

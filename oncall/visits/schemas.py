@@ -16,21 +16,20 @@ from apiflask.fields import (
 )
 from apiflask.validators import Length, OneOf, Range, Regexp
 
+from oncall.core.paging import PageQuery, envelope_schema
 from oncall.core.patient import CALLER_RELATIONS, DWELLINGS
-from oncall.visits.models import STATES
-from oncall.visits.services import (
+from oncall.visits.checks import (
     ADDRESS_LIMITS,
-    DEFAULT_LIST,
     ETA_MINUTES,
     MAX_AGE,
     MAX_BIGINT,
     MAX_INT,
-    MAX_LIST,
     MAX_NOTE,
     MAX_REASON,
     MAX_UNASSIGN_REASON,
     PATIENT_LIMITS,
 )
+from oncall.visits.models import STATES
 
 _PHONE = Regexp(r"^\+?[0-9 ()./-]{3,31}$", error="Not a valid phone number.")
 
@@ -118,7 +117,9 @@ class CheckOutIn(Schema):
     location = Nested(LocationIn, allow_none=True)
 
 
-class VisitListQuery(Schema):
+class VisitListQuery(PageQuery):
+    """Filters of the visit list, with the paging parameters ``limit`` and ``offset``."""
+
     doctor_id = Integer(validate=Range(min=1, max=MAX_INT))
     zone_id = Integer(validate=Range(min=1, max=MAX_INT))
     status = List(
@@ -127,7 +128,6 @@ class VisitListQuery(Schema):
     )
     start = DateTime(metadata={"description": "Created at or after (naive: local time)"})
     end = DateTime(metadata={"description": "Created before (naive: local time)"})
-    limit = Integer(load_default=DEFAULT_LIST, validate=Range(min=1, max=MAX_LIST))
 
 
 class ItineraryQuery(Schema):
@@ -205,6 +205,10 @@ class VisitOut(Schema):
     cancel_reason = String(allow_none=True)
     outcome_note = String(allow_none=True)
     last_location = Nested(LocationOut, allow_none=True)
+
+
+#: A page of visits: ``{"items", "limit", "offset", "next_offset"}``, newest first.
+VisitPage = envelope_schema(VisitOut, "VisitPage")
 
 
 class VisitDetailOut(VisitOut):

@@ -92,7 +92,7 @@ def test_list_shows_own_tokens_without_the_secret(client, world: World):
     f.token_for(world.dispatcher)
     response = client.get(TOKENS, headers=bearer(token["token"]))
     assert response.status_code == 200
-    items = response.get_json()
+    items = response.get_json()["items"]
     assert {item["user_id"] for item in items} == {world.doctor.id}
     assert len(items) == 2  # the fixture's token and the new one
     newest = items[0]
@@ -109,7 +109,7 @@ def test_list_shows_own_tokens_without_the_secret(client, world: World):
 def test_admin_lists_another_users_tokens_others_may_not(client, world: World, other_world):
     response = client.get(f"{TOKENS}?user_id={world.doctor.id}", headers=world.headers["admin"])
     assert response.status_code == 200
-    assert {t["user_id"] for t in response.get_json()} == {world.doctor.id}
+    assert {t["user_id"] for t in response.get_json()["items"]} == {world.doctor.id}
     refused = client.get(f"{TOKENS}?user_id={world.admin.id}", headers=world.headers["doctor"])
     assert refused.status_code == 403
     hidden = client.get(
@@ -126,7 +126,7 @@ def test_revoked_token_answers_401(client, world: World):
     again = client.get("/api/v1/me", headers=bearer(token["token"]))
     assert again.status_code == 401
     assert again.get_json()["error"]["code"] == "invalid_token"
-    listed = client.get(TOKENS, headers=world.headers["coordinator"]).get_json()
+    listed = client.get(TOKENS, headers=world.headers["coordinator"]).get_json()["items"]
     assert next(t for t in listed if t["id"] == token["id"])["revoked_at"] is not None
 
 

@@ -131,12 +131,12 @@ def test_list_and_filters(client, world: World, other_world: World):
     f.make_user(world.circle, "doctor", active=False)
     response = client.get(USERS, headers=world.headers["dispatcher"])
     assert response.status_code == 200
-    items = response.get_json()
+    items = response.get_json()["items"]
     assert len(items) == 5
     assert all("password_hash" not in item for item in items)
     assert other_world.admin.id not in {item["id"] for item in items}
     doctors = client.get(f"{USERS}?role=doctor&active=true", headers=world.headers["admin"])
-    assert [u["id"] for u in doctors.get_json()] == [world.doctor.id]
+    assert [u["id"] for u in doctors.get_json()["items"]] == [world.doctor.id]
     bad = client.get(f"{USERS}?role=nurse", headers=world.headers["admin"])
     assert bad.status_code == 422
     assert "role" in bad.get_json()["error"]["fields"]

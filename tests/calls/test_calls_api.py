@@ -554,3 +554,22 @@ def test_patient_data_and_numbers_stay_out_of_the_logs(client, world, caplog) ->
         "0499",
     ):
         assert secret not in text
+
+
+def test_services_refuse_an_unknown_outcome_without_the_http_schema(world, db):
+    """The service checks the outcome itself: callers that skip the API schema
+    (the command line, the demo, later workers) cannot store a wrong value."""
+    from oncall.calls import services
+    from oncall.calls.models import Call
+    from oncall.core.clock import utcnow
+    from oncall.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed) as err:
+        services.create_call(world.dispatcher, {"outcome": "sent_flowers"}, utcnow())
+    assert "outcome" in err.value.fields
+    assert db.session.query(Call).count() == 0
+    created = services.create_call(world.dispatcher, {"reason": "fever"}, utcnow())
+    with pytest.raises(ValidationFailed) as err:
+        services.update_call(world.dispatcher, created["id"], {"outcome": "x"}, utcnow())
+    assert "outcome" in err.value.fields
+    assert db.session.get(Call, created["id"]).outcome is None

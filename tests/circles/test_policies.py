@@ -25,7 +25,7 @@ def test_list_shows_every_kind_with_defaults(client, world: World):
     for role in ("admin", "coordinator"):
         response = client.get(POLICIES, headers=world.headers[role])
         assert response.status_code == 200
-        body = response.get_json()
+        body = response.get_json()["items"]
         assert [p["kind"] for p in body] == list(ALERT_KINDS)
         assert all(p["is_default"] for p in body)
         assert body[0]["steps"] == DEFAULT_POLICIES["missed_arrival"]
@@ -137,3 +137,21 @@ def test_only_admins_replace_policies(client, world: World, role: str):
     response = client.put(f"{POLICIES}/panic", json={"steps": STEPS}, headers=world.headers[role])
     assert response.status_code == 403
     assert db.session.query(EscalationPolicy).count() == 0
+
+
+def test_the_policy_list_is_paged_in_kind_order(client, world: World):
+    headers = world.headers["coordinator"]
+    kinds = list(ALERT_KINDS)
+    first = client.get(POLICIES, query_string={"limit": 2}, headers=headers).get_json()
+    assert [p["kind"] for p in first["items"]] == kinds[:2]
+    assert first["next_offset"] == (2 if len(kinds) > 2 else None)
+    rest = client.get(POLICIES, query_string={"limit": 2, "offset": 2}, headers=headers).get_json()
+    assert [p["kind"] for p in rest["items"]] == kinds[2:4]
+    beyond = client.get(POLICIES, query_string={"offset": len(kinds)}, headers=headers)
+    assert beyond.get_json() == {"items": [], "limit": 50, "offset": len(kinds),
+                                 "next_offset": None}
+    everything = client.get(POLICIES, query_string={"limit": len(kinds)}, headers=headers)
+    assert everything.get_json()["next_offset"] is None
+    bad = client.get(POLICIES, query_string={"limit": 0}, headers=headers)
+    assert bad.status_code == 422
+    assert set(bad.get_json()["error"]["fields"]) == {"limit"}

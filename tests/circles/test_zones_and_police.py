@@ -6,6 +6,7 @@ import pytest
 
 from oncall.circles import services
 from oncall.circles.models import PoliceContact, Zone
+from oncall.errors import ValidationFailed
 from oncall.extensions import db
 from tests import factories as f
 from tests.conftest import World
@@ -19,7 +20,7 @@ def test_zones_list_for_every_role_and_only_the_circle(client, world: World, oth
     for role in ("admin", "dispatcher", "coordinator", "doctor"):
         response = client.get(ZONES, headers=world.headers[role])
         assert response.status_code == 200
-        assert [z["name"] for z in response.get_json()] == ["Est", "Nord"]
+        assert [z["name"] for z in response.get_json()["items"]] == ["Est", "Nord"]
 
 
 def test_admin_creates_and_updates_a_zone(client, world: World):
@@ -157,9 +158,9 @@ def test_police_contacts_list_and_tenancy(client, world: World, other_world: Wor
     for role in ("admin", "dispatcher", "coordinator"):
         response = client.get(CONTACTS, headers=world.headers[role])
         assert response.status_code == 200
-        assert [c["id"] for c in response.get_json()] == [wide.id, local.id]
+        assert [c["id"] for c in response.get_json()["items"]] == [wide.id, local.id]
     response = client.get(f"{CONTACTS}?zone_id={world.zone.id}", headers=world.headers["admin"])
-    assert [c["id"] for c in response.get_json()] == [local.id]
+    assert [c["id"] for c in response.get_json()["items"]] == [local.id]
     assert client.get(CONTACTS, headers=world.headers["doctor"]).status_code == 403
     response = client.patch(f"{CONTACTS}/{wide.id}", json={"name": "Taken"},
                             headers=other_world.headers["admin"])
@@ -181,3 +182,63 @@ def test_contacts_for_a_zone_fall_back_to_the_circle(db, world: World):
     local = f.make_police_contact(world.circle, world.zone)
     assert services.police_contacts_for_zone(world.circle.id, world.zone.id) == [local]
     assert services.police_contacts_for_zone(world.circle.id, None) == [wide]
+
+
+# --- paging ----------------------------------------------------------------------------
+
+
+def test_zones_are_paged_by_name_with_the_id_as_tie_break(client, world: World, other_world):
+    # Names equal but for case sort together; the id breaks the tie.
+    twins = [f.make_zone(world.circle, name) for name in ("centre", "Centre")]
+    headers = world.headers["doctor"]
+    first = client.get(ZONES, query_string={"limit": 2}, headers=headers).get_json()
+    assert [z["id"] for z in first["items"]] == [twins[0].id, twins[1].id]
+    assert (first["limit"], first["offset"], first["next_offset"]) == (2, 0, 2)
+    rest = client.get(ZONES, query_string={"limit": 2, "offset": 2}, headers=headers).get_json()
+    assert [z["name"] for z in rest["items"]] == ["Nord"]
+    assert rest["next_offset"] is None
+
+
+@pytest.mark.parametrize("path", [ZONES, CONTACTS])
+@pytest.mark.parametrize(("query", "field"), [({"limit": 0}, "limit"), ({"offset": -5}, "offset")])
+def test_a_bad_page_is_named(client, world: World, path: str, query, field: str):
+    response = client.get(path, query_string=query, headers=world.headers["admin"])
+    assert response.status_code == 422
+    assert set(response.get_json()["error"]["fields"]) == {field}
+
+
+def test_police_contact_filter_combines_with_paging(client, world: World, other_world):
+    f.make_police_contact(world.circle)
+    own = [f.make_police_contact(world.circle, world.zone, name=n) for n in ("B", "A", "C")]
+    f.make_police_contact(other_world.circle, other_world.zone)
+    headers = world.headers["dispatcher"]
+    query = {"zone_id": world.zone.id, "limit": 2}
+    first = client.get(CONTACTS, query_string=query, headers=headers).get_json()
+    assert [c["name"] for c in first["items"]] == ["A", "B"]
+    assert first["next_offset"] == 2
+    rest = client.get(CONTACTS, query_string={**query, "offset": 2}, headers=headers).get_json()
+    assert [c["id"] for c in rest["items"]] == [own[2].id]
+    assert rest["next_offset"] is None
+    with pytest.raises(ValidationFailed) as err:
+        services.list_police_contacts(world.admin, limit=201)
+    assert set(err.value.fields) == {"limit"}
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "a\ud800b"], ids=["nul", "surrogate"])
+def test_unstorable_text_is_named_not_a_server_error(client, world: World, bad: str):
+    admin = world.headers["admin"]
+    contact = {"name": "P", "email": "police@example.test"}
+    cases = [
+        ("patch", "/api/v1/circle", {}, ["name", "timezone"]),
+        ("post", ZONES, {"name": "Zed"}, ["name", "code"]),
+        ("patch", f"{ZONES}/{world.zone.id}", {}, ["name", "code"]),
+        ("post", CONTACTS, contact,
+         ["name", "phone", "email", "webhook_url", "protocol_reference", "notes"]),
+    ]
+    for method, path, base, fields in cases:
+        for field in fields:
+            response = getattr(client, method)(path, json={**base, field: bad}, headers=admin)
+            assert response.status_code == 422, (path, field, response.get_json())
+            assert field in response.get_json()["error"]["fields"]
+    assert db.session.query(Zone).count() == 1
+    assert db.session.query(PoliceContact).count() == 0

@@ -10,10 +10,16 @@ from sqlalchemy.exc import OperationalError
 
 from oncall.core.clock import utcnow
 from oncall.core.timeline import TimelineEvent
-from oncall.errors import Conflict, Forbidden
+from oncall.errors import Conflict, Forbidden, ValidationFailed
 from oncall.extensions import db
 from oncall.rota.models import Shift
-from oncall.rota.services import create_shift, delete_shift, update_shift, who_is_on_duty
+from oncall.rota.services import (
+    create_shift,
+    delete_shift,
+    list_shifts,
+    update_shift,
+    who_is_on_duty,
+)
 from tests import factories as f
 
 SHIFTS = "/api/v1/shifts"
@@ -257,10 +263,13 @@ def test_list_by_period_zone_and_doctor(client, world):
         client, world, body(world, starts_at="2027-04-10T08:00:00", ends_at="2027-04-10T20:00:00")
     ).get_json()
 
-    def ids(**query):
+    def page(**query):
         response = client.get(SHIFTS, query_string=query, headers=world.headers["dispatcher"])
         assert response.status_code == 200, response.get_json()
-        return [s["id"] for s in response.get_json()]
+        return response.get_json()
+
+    def ids(**query):
+        return [s["id"] for s in page(**query)["items"]]
 
     assert ids() == [a["id"], b["id"], c["id"]]
     # Overlap with the period: the night shift ends at 08:00 local on the 28th.
@@ -268,6 +277,16 @@ def test_list_by_period_zone_and_doctor(client, world):
     assert ids(start="2027-03-28T08:00:00", end="2027-04-30T00:00:00") == [c["id"]]
     assert ids(zone_id=south.id) == [b["id"]]
     assert ids(doctor_id=world.doctor.id) == [a["id"], c["id"]]
+    # Paging combines with the filters; next_offset is null on the last page.
+    first = page(doctor_id=world.doctor.id, limit=1)
+    assert [s["id"] for s in first["items"]] == [a["id"]]
+    assert (first["limit"], first["offset"], first["next_offset"]) == (1, 0, 1)
+    last = page(doctor_id=world.doctor.id, limit=1, offset=first["next_offset"])
+    assert [s["id"] for s in last["items"]] == [c["id"]]
+    assert last["next_offset"] is None
+    assert page(limit=3)["next_offset"] is None
+    assert ids(limit=2, offset=1) == [b["id"], c["id"]]
+    assert page(offset=3) == {"items": [], "limit": 50, "offset": 3, "next_offset": None}
 
 
 def test_list_refuses_a_reversed_period_and_ambiguous_bounds(client, world):
@@ -288,6 +307,27 @@ def test_list_refuses_a_reversed_period_and_ambiguous_bounds(client, world):
     assert set(response.get_json()["error"]["fields"]) == {"end"}
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [({"limit": 0}, "limit"), ({"limit": 201}, "limit"), ({"offset": -1}, "offset")],
+)
+def test_list_refuses_a_bad_page(client, world, query, field):
+    response = client.get(SHIFTS, query_string=query, headers=world.headers["admin"])
+    assert response.status_code == 422
+    assert set(response.get_json()["error"]["fields"]) == {field}
+    with pytest.raises(ValidationFailed) as err:
+        list_shifts(world.admin, **query)
+    assert set(err.value.fields) == {field}
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "a\ud800b"], ids=["nul", "surrogate"])
+def test_an_unstorable_note_is_named(client, world, bad):
+    response = post(client, world, body(world, note=bad))
+    assert response.status_code == 422
+    assert set(response.get_json()["error"]["fields"]) == {"note"}
+    assert shift_count() == 0
+
+
 def test_a_doctor_sees_only_own_shifts(client, world):
     colleague = f.make_user(world.circle, "doctor")
     mine = future_shift(world)
@@ -295,7 +335,7 @@ def test_a_doctor_sees_only_own_shifts(client, world):
 
     response = client.get(SHIFTS, headers=world.headers["doctor"])
     assert response.status_code == 200
-    assert [s["id"] for s in response.get_json()] == [mine.id]
+    assert [s["id"] for s in response.get_json()["items"]] == [mine.id]
 
     response = client.get(
         SHIFTS, query_string={"doctor_id": colleague.id}, headers=world.headers["doctor"]
@@ -326,7 +366,7 @@ def test_other_circle_zone_and_shift_are_not_found(client, world, other_world):
     )
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "zone_not_found"
-    assert client.get(SHIFTS, headers=admin).get_json() == []
+    assert client.get(SHIFTS, headers=admin).get_json()["items"] == []
     db.session.expire_all()
     assert db.session.get(Shift, theirs.id).note is None
 

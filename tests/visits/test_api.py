@@ -282,9 +282,9 @@ def test_doctor_sees_only_own_visits(client, world):
         assert response.status_code == 404, (method, path)
     assert counts() == before
     listed = client.get(f"{API}/visits", headers=headers).get_json()
-    assert [v["id"] for v in listed] == [mine.id]
+    assert [v["id"] for v in listed["items"]] == [mine.id]
     filtered = client.get(f"{API}/visits?doctor_id={colleague.id}", headers=headers).get_json()
-    assert filtered == []
+    assert filtered["items"] == []
 
 
 def test_other_circle_is_not_found(client, world, other_world):
@@ -303,7 +303,7 @@ def test_other_circle_is_not_found(client, world, other_world):
         response = getattr(client, method)(path, **kwargs)
         assert response.status_code == 404, (role, method, path, response.get_json())
     assert counts() == before
-    assert client.get(f"{API}/visits", headers=world.headers["admin"]).get_json() == []
+    assert client.get(f"{API}/visits", headers=world.headers["admin"]).get_json()["items"] == []
 
 
 def test_invisible_visit_is_404_whatever_the_body(client, world, other_world):
@@ -348,7 +348,7 @@ def test_list_filters_and_logs_each_visit_read(client, world, doctors):
     def ids(query: str) -> list[int]:
         response = client.get(f"{API}/visits{query}", headers=headers)
         assert response.status_code == 200, response.get_json()
-        return [v["id"] for v in response.get_json()]
+        return [v["id"] for v in response.get_json()["items"]]
 
     assert ids("") == [c.id, b.id, a.id, d.id]  # newest first
     assert ids(f"?doctor_id={doctors[0].id}") == [c.id, b.id]
@@ -370,7 +370,11 @@ def test_list_filters_and_logs_each_visit_read(client, world, doctors):
     [
         ("status=lost", "status"),
         ("limit=0", "limit"),
-        ("limit=501", "limit"),
+        ("limit=201", "limit"),
+        ("limit=many", "limit"),
+        ("offset=-1", "offset"),
+        ("offset=1.5", "offset"),
+        ("offset=1000001", "offset"),
         ("start=yesterday", "start"),
         ("start=0001-01-01T00:00:00", "start"),
         ("doctor_id=abc", "doctor_id"),

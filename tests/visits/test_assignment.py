@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
 
-from oncall.accounts.models import User
 from oncall.calls.models import Call
 from oncall.errors import Conflict, Forbidden, ValidationFailed
 from oncall.extensions import db
@@ -221,84 +218,3 @@ def test_service_gathers_every_field_error(world):
         "address.dwelling",
     }
     assert counts() == before
-
-
-# --------------------------------------------------------------------------- concurrency
-
-
-def _waiting_on_lock() -> bool:
-    with db.engine.connect() as conn:
-        return bool(
-            conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-        )
-
-
-def test_concurrent_creations_in_a_zone_pick_different_doctors(app, world, doctors, monkeypatch):
-    """Two dispatchers, two doctors on duty with no visit: one visit each.
-
-    The first creation pauses after choosing its doctor (before committing); the
-    second must then wait on the zone lock instead of choosing from a stale count.
-    """
-    a, b = doctors[0], doctors[1]
-    on_shift(world.zone, a)
-    on_shift(world.zone, b)
-    calls = [make_call(world.circle), make_call(world.circle)]
-    dispatcher_id, zone_id = world.dispatcher.id, world.zone.id
-
-    real_pick = services._pick_doctor
-    first_chose = threading.Event()
-    second_chose = threading.Event()
-    release = threading.Event()
-    picks: list[int] = []
-    guard = threading.Lock()
-
-    def gated_pick(*args: Any) -> Any:
-        result = real_pick(*args)
-        with guard:
-            picks.append(1)
-            first = len(picks) == 1
-        if first:
-            first_chose.set()
-            release.wait(timeout=30)
-        else:
-            second_chose.set()
-        return result
-
-    monkeypatch.setattr(services, "_pick_doctor", gated_pick)
-    results: dict[int, Any] = {}
-
-    def create(index: int) -> None:
-        with app.app_context():
-            try:
-                actor = db.session.get(User, dispatcher_id)
-                payload = {"call_id": calls[index].id, "zone_id": zone_id}
-                results[index] = services.create_visit(actor, payload, NOW)
-            except Exception as exc:  # reported by the assertions below
-                results[index] = exc
-
-    first = threading.Thread(target=create, args=(0,))
-    second = threading.Thread(target=create, args=(1,))
-    first.start()
-    assert first_chose.wait(timeout=30)
-    second.start()
-    blocked = False
-    for _ in range(600):  # up to ~30 s: the second creation blocks, or chooses too early
-        if second_chose.wait(timeout=0.05):
-            break
-        if _waiting_on_lock():
-            blocked = True
-            break
-    release.set()
-    first.join(timeout=60)
-    second.join(timeout=60)
-
-    assert blocked, "the second creation did not wait for the first one's zone lock"
-    assert all(isinstance(r, dict) for r in results.values()), results
-    assert {results[0]["doctor_id"], results[1]["doctor_id"]} == {a.id, b.id}
-    db.session.rollback()
-    assert sorted(db.session.scalars(select(Visit.doctor_id))) == sorted([a.id, b.id])

@@ -1,0 +1,136 @@
+"""Checks of the call-log use cases: roles, input datetimes, numbers and call details.
+
+Every check adds its findings to a :class:`oncall.errors.Validator` (or raises a
+:class:`DomainError` for roles), so that a use case reports all bad fields at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from oncall.accounts.models import User
+from oncall.calls.models import OUTCOMES, Call
+from oncall.calls.numbers import InvalidNumber, normalise_number
+from oncall.circles.models import Circle
+from oncall.core.clock import LocalTimeError, parse_instant, to_local
+from oncall.core.patient import PREPARATION_FIELDS
+from oncall.errors import Forbidden, NotFound, Validator
+from oncall.extensions import db
+
+#: Roles that may read the call log; roles that may write it.
+READ_ROLES = frozenset({"dispatcher", "coordinator", "admin"})
+WRITE_ROLES = frozenset({"dispatcher", "admin"})
+
+_POSTCODES = {
+    "BE": (re.compile(r"^\d{4}$"), "4 digits"),
+    "FR": (re.compile(r"^\d{5}$"), "5 digits"),
+}
+_OTHER_POSTCODE = (re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{1,9}$"), "2 to 10 letters or digits")
+
+
+def check_role(actor: User, roles: Iterable[str]) -> None:
+    """Refuse (403 ``role_forbidden``) an actor whose role is not in ``roles``."""
+    allowed = frozenset(roles)
+    if actor.role not in allowed:
+        raise Forbidden(
+            f"This needs the role {' or '.join(sorted(allowed))}.", code="role_forbidden"
+        )
+
+
+def circle_of(actor: User) -> Circle:
+    """The actor's circle."""
+    circle = db.session.get(Circle, actor.circle_id)
+    if circle is None:  # pragma: no cover - a user always belongs to a circle
+        raise NotFound("No such circle.", code="circle_not_found")
+    return circle
+
+
+def instant(value: datetime | None, tz: str, field: str, v: Validator) -> datetime | None:
+    """An input datetime as UTC (naive means the circle's local time); errors go to ``v``."""
+    if value is None:
+        return None
+    try:
+        return parse_instant(value, tz)
+    except LocalTimeError as exc:
+        v.add(field, str(exc))
+    except (OverflowError, ValueError):
+        v.add(field, "Is out of range.")
+    return None
+
+
+def blank_to_none(value: Any) -> Any:
+    """``value``, or None for a blank string."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def number_error(exc: InvalidNumber) -> str:
+    """The field message for a phone number that cannot be read."""
+    return f"This phone number {exc.reason}."
+
+
+def _age_on(birth: date, day: date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def validate_details(
+    data: Mapping[str, Any],
+    circle: Circle,
+    now: datetime,
+    v: Validator,
+    current: Call | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Check the outcome and the nested patient, address and preparation input; return
+    cleaned copies of the nested parts.
+
+    Errors name the nested field (``patient.birth_date``, ``address.postcode``...).
+    """
+    outcome = data.get("outcome")
+    if outcome is not None and outcome not in OUTCOMES:
+        v.add("outcome", f"Must be one of: {', '.join(OUTCOMES)}.")
+    patient = dict(data.get("patient") or {})
+    address = dict(data.get("address") or {})
+    prep = {k: val for k, val in (data.get("preparation") or {}).items() if k in PREPARATION_FIELDS}
+    today = to_local(now, circle.timezone).date()
+
+    birth_ok = True
+    birth = patient.get("birth_date")
+    if birth is not None:
+        if birth > today:
+            birth_ok = v.check(False, "patient.birth_date", "Must not be in the future.")
+        elif birth.year < today.year - 130:
+            birth_ok = v.check(False, "patient.birth_date", "Is more than 130 years ago.")
+    if "phone" in patient:
+        phone = blank_to_none(patient["phone"])
+        if phone is not None:
+            try:
+                phone = normalise_number(phone, circle.country)
+            except InvalidNumber as exc:
+                v.add("patient.phone", number_error(exc))
+        patient["phone"] = phone
+
+    # Age and birth date, as they will be after this change, must agree.
+    age = patient.get("age", current.patient_age if current else None)
+    birth_after = patient.get("birth_date", current.patient_birth_date if current else None)
+    if (
+        birth_ok
+        and age is not None
+        and birth_after is not None
+        and _age_on(birth_after, today) != age
+    ):
+        for name in ("age", "birth_date"):
+            if name in patient:
+                v.add(f"patient.{name}", "Age and birth date disagree.")
+
+    if "postcode" in address:
+        postcode = blank_to_none(address["postcode"])
+        if postcode is not None:
+            postcode = postcode.strip()
+            pattern, words = _POSTCODES.get(circle.country.upper(), _OTHER_POSTCODE)
+            v.check(bool(pattern.match(postcode)), "address.postcode", f"Must be {words}.")
+        address["postcode"] = postcode
+    return patient, address, prep
