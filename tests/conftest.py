@@ -121,32 +121,27 @@ class World:
     headers: dict[str, dict[str, str]]
 
 
-@pytest.fixture
-def world(db: Any) -> World:
-    circle = f.make_circle("Cercle de test")
-    zone = f.make_zone(circle, "Nord")
-    users = {
-        role: f.make_user(circle, role) for role in ("admin", "dispatcher", "doctor", "coordinator")
-    }
+ROLES = ("admin", "dispatcher", "doctor", "coordinator")
+
+
+def _make_world(circle_name: str, zone_name: str) -> World:
+    circle = f.make_circle(circle_name)
+    zone = f.make_zone(circle, zone_name)
+    users = {role: f.make_user(circle, role) for role in ROLES}
     return World(
         circle=circle,
         zone=zone,
         headers={role: f.auth(user) for role, user in users.items()},
         **users,
     )
+
+
+@pytest.fixture
+def world(db: Any) -> World:
+    return _make_world("Cercle de test", "Nord")
 
 
 @pytest.fixture
 def other_world(db: Any) -> World:
     """A second circle, to prove nothing of one circle is visible to the other."""
-    circle = f.make_circle("Autre cercle")
-    zone = f.make_zone(circle, "Sud")
-    users = {
-        role: f.make_user(circle, role) for role in ("admin", "dispatcher", "doctor", "coordinator")
-    }
-    return World(
-        circle=circle,
-        zone=zone,
-        headers={role: f.auth(user) for role, user in users.items()},
-        **users,
-    )
+    return _make_world("Autre cercle", "Sud")
