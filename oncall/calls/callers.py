@@ -5,11 +5,12 @@ A caller is found or created by E.164 number, safely when two requests race.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, case, func
 from sqlalchemy.dialects import postgresql, sqlite
 
 from oncall.accounts.models import User
@@ -28,7 +29,7 @@ HISTORY_LIMIT = 200
 
 
 def insert_or_ignore(model: type[Any]) -> Any:
-    """An INSERT of ``model`` that supports ``ON CONFLICT DO NOTHING`` on this database."""
+    """An INSERT of ``model`` that supports ``ON CONFLICT`` clauses on this database."""
     dialect = db.session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(model)
@@ -37,37 +38,50 @@ def insert_or_ignore(model: type[Any]) -> Any:
     raise RuntimeError(f"unsupported database dialect {dialect}")  # pragma: no cover
 
 
+@functools.cache
+def _caller_upsert(dialect: str) -> Any:
+    """The caller upsert for one dialect, built once: constructing it (with its
+    ``excluded`` alias) costs more CPU than running it."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(Caller).values(
+        circle_id=bindparam("circle_id"),
+        number=bindparam("number"),
+        name=bindparam("name"),
+        first_seen_at=bindparam("seen_at", type_=Caller.__table__.c.first_seen_at.type),
+        last_seen_at=bindparam("seen_at", type_=Caller.__table__.c.last_seen_at.type),
+    )
+    new = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=["circle_id", "number"],
+        set_={
+            "first_seen_at": case(
+                (new.first_seen_at < Caller.first_seen_at, new.first_seen_at),
+                else_=Caller.first_seen_at,
+            ),
+            "last_seen_at": case(
+                (new.last_seen_at > Caller.last_seen_at, new.last_seen_at),
+                else_=Caller.last_seen_at,
+            ),
+            "name": func.coalesce(new.name, Caller.name),
+        },
+    ).returning(Caller)
+
+
 def find_or_create_caller(
     circle_id: int, number: str, seen_at: datetime, name: str | None = None
 ) -> Caller:
     """The circle's caller for an E.164 ``number``, created if new; safe when two requests race.
 
-    ``last_seen_at`` only moves forward; ``name``, when given, replaces the known name.
+    One statement (an upsert returning the row): ``first_seen_at`` only moves back,
+    ``last_seen_at`` only forward; ``name``, when given, replaces the known name.
     The row is locked until the transaction ends. The caller commits.
     """
-    db.session.execute(
-        insert_or_ignore(Caller)
-        .values(
-            circle_id=circle_id,
-            number=number,
-            name=name,
-            first_seen_at=seen_at,
-            last_seen_at=seen_at,
-        )
-        .on_conflict_do_nothing(index_elements=["circle_id", "number"])
-    )
+    stmt = _caller_upsert(db.session.get_bind().dialect.name)
     caller: Caller = db.session.scalars(
-        select(Caller)
-        .where(Caller.circle_id == circle_id, Caller.number == number)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        stmt,
+        {"circle_id": circle_id, "number": number, "name": name, "seen_at": seen_at},
+        execution_options={"populate_existing": True},
     ).one()
-    if caller.last_seen_at < seen_at:
-        caller.last_seen_at = seen_at
-    if caller.first_seen_at > seen_at:
-        caller.first_seen_at = seen_at
-    if name:
-        caller.name = name
     return caller
 
 

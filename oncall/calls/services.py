@@ -260,9 +260,12 @@ def create_call(actor: User, data: Mapping[str, Any], now: datetime) -> dict[str
         )
     if verified:
         record(circle.id, "call", call.id, "call.identity_verified", now, actor.id)
+    # Serialised before the commit, which expires every loaded row: reading the call
+    # back afterwards would cost a round trip per request for nothing.
+    result = serialise_call(call, [])
     db.session.commit()
-    logger.info("call %s logged by hand by user %s", call.id, actor.id)
-    return serialise_call(call, [])
+    logger.info("call %s logged by hand by user %s", result["id"], result["dispatcher_id"])
+    return result
 
 
 def update_call(
