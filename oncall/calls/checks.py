@@ -16,7 +16,8 @@ from oncall.calls.models import OUTCOMES, Call
 from oncall.calls.numbers import InvalidNumber, normalise_number
 from oncall.circles.models import Circle
 from oncall.core.clock import LocalTimeError, parse_instant, to_local
-from oncall.core.patient import PREPARATION_FIELDS
+from oncall.core.patient import MAX_AGE, PatientColumns
+from oncall.core.patient_schemas import load_details
 from oncall.errors import Forbidden, NotFound, Validator
 from oncall.extensions import db
 
@@ -77,38 +78,37 @@ def _age_on(birth: date, day: date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
-def validate_details(
-    data: Mapping[str, Any],
-    circle: Circle,
-    now: datetime,
+def check_details(
     v: Validator,
-    current: Call | None = None,
+    data: Mapping[str, Any],
+    *,
+    today: date,
+    country: str | None,
+    current: PatientColumns | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Check the outcome and the nested patient, address and preparation input; return
-    cleaned copies of the nested parts.
+    """The nested patient, address and preparation of ``data``, checked and cleaned: the
+    rules shared by calls and visits. Returns only the fields sent.
 
-    Errors name the nested field (``patient.birth_date``, ``address.postcode``...).
+    ``today`` is the circle's local date; ``current`` the row the fields will be written
+    on (or copied from), whose age or birth date must agree with the new ones. With the
+    circle's ``country`` the phone number is stored as E.164 and the postcode must have
+    that country's form; a blank phone number or postcode clears it. Errors name the
+    nested field (``patient.birth_date``, ``address.postcode``...).
     """
-    outcome = data.get("outcome")
-    if outcome is not None and outcome not in OUTCOMES:
-        v.add("outcome", f"Must be one of: {', '.join(OUTCOMES)}.")
-    patient = dict(data.get("patient") or {})
-    address = dict(data.get("address") or {})
-    prep = {k: val for k, val in (data.get("preparation") or {}).items() if k in PREPARATION_FIELDS}
-    today = to_local(now, circle.timezone).date()
+    patient, address, prep = load_details(v, data)
 
     birth_ok = True
     birth = patient.get("birth_date")
     if birth is not None:
         if birth > today:
             birth_ok = v.check(False, "patient.birth_date", "Must not be in the future.")
-        elif birth.year < today.year - 130:
-            birth_ok = v.check(False, "patient.birth_date", "Is more than 130 years ago.")
-    if "phone" in patient:
+        elif birth.year < today.year - MAX_AGE:
+            birth_ok = v.check(False, "patient.birth_date", f"Is more than {MAX_AGE} years ago.")
+    if "phone" in patient and country is not None:
         phone = blank_to_none(patient["phone"])
         if phone is not None:
             try:
-                phone = normalise_number(phone, circle.country)
+                phone = normalise_number(phone, country)
             except InvalidNumber as exc:
                 v.add("patient.phone", number_error(exc))
         patient["phone"] = phone
@@ -126,11 +126,33 @@ def validate_details(
             if name in patient:
                 v.add(f"patient.{name}", "Age and birth date disagree.")
 
-    if "postcode" in address:
+    if "postcode" in address and country is not None:
         postcode = blank_to_none(address["postcode"])
         if postcode is not None:
             postcode = postcode.strip()
-            pattern, words = _POSTCODES.get(circle.country.upper(), _OTHER_POSTCODE)
+            pattern, words = _POSTCODES.get(country.upper(), _OTHER_POSTCODE)
             v.check(bool(pattern.match(postcode)), "address.postcode", f"Must be {words}.")
         address["postcode"] = postcode
     return patient, address, prep
+
+
+def circle_today(circle: Circle, now: datetime) -> date:
+    """Today's date in the circle's time zone."""
+    return to_local(now, circle.timezone).date()
+
+
+def validate_details(
+    data: Mapping[str, Any],
+    circle: Circle,
+    now: datetime,
+    v: Validator,
+    current: Call | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Check a call's outcome and its nested patient, address and preparation input
+    (see :func:`check_details`); return cleaned copies of the nested parts."""
+    outcome = data.get("outcome")
+    if outcome is not None and outcome not in OUTCOMES:
+        v.add("outcome", f"Must be one of: {', '.join(OUTCOMES)}.")
+    return check_details(
+        v, data, today=circle_today(circle, now), country=circle.country, current=current
+    )

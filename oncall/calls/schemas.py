@@ -2,90 +2,61 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from apiflask import Schema
-from apiflask.fields import Boolean, Date, DateTime, Dict, Integer, List, Nested, String
-from apiflask.validators import Length, OneOf, Range
+from apiflask.fields import Boolean, DateTime, Dict, Integer, List, Nested, String
+from apiflask.validators import OneOf
 
 from oncall.calls.models import CALL_STATES, OUTCOMES, TELEPHONY_EVENTS
 from oncall.core.paging import PageQuery, envelope_schema
-from oncall.core.patient import CALLER_RELATIONS, DWELLINGS
-from oncall.core.text import storable
+from oncall.core.patient_schemas import (
+    Address,
+    AddressInput,
+    Patient,
+    PatientInput,
+    Preparation,
+    PreparationInput,
+    storable_text,
+)
 
 LONG_TEXT = 4000
-
-
-def text(max_length: int, *, min_length: int = 0, **kwargs: Any) -> String:
-    """A string field bounded in length and storable as it is."""
-    return String(validate=[Length(min=min_length, max=max_length), storable], **kwargs)
 
 
 # --- input -------------------------------------------------------------------
 
 
-class CallPatientIn(Schema):
-    name = text(160, allow_none=True)
-    age = Integer(validate=Range(min=0, max=130), allow_none=True, strict=True)
-    birth_date = Date(allow_none=True)
-    phone = text(32, allow_none=True)
-    usual_gp = text(160, allow_none=True)
-
-
-class CallAddressIn(Schema):
-    street = text(160, allow_none=True)
-    number = text(16, allow_none=True)
-    box = text(16, allow_none=True)
-    postcode = text(12, allow_none=True)
-    city = text(80, allow_none=True)
-    floor = text(16, allow_none=True)
-    access_notes = text(2000, allow_none=True)
-    dwelling = String(validate=OneOf(DWELLINGS), allow_none=True)
-
-
-class CallPreparationIn(Schema):
-    caller_relation = String(validate=OneOf(CALLER_RELATIONS), allow_none=True)
-    caller_at_patient_home = Boolean(allow_none=True)
-    new_patient = Boolean(allow_none=True)
-    dogs_secured = Boolean(allow_none=True)
-    outside_light_on = Boolean(allow_none=True)
-    met_at_entrance = Boolean(allow_none=True)
-    third_person_present = Boolean(allow_none=True)
-
-
 class CallCreateIn(Schema):
     """A call logged by hand by a dispatcher."""
 
-    caller_number = text(
+    caller_number = storable_text(
         32, allow_none=True, metadata={"description": "Any usual form; stored as E.164"}
     )
-    caller_name = text(160, allow_none=True)
-    line = text(40, allow_none=True)
+    caller_name = storable_text(160, allow_none=True)
+    line = storable_text(40, allow_none=True)
     answered_at = DateTime(
         allow_none=True,
         metadata={"description": "Default now; without an offset: the circle's local time"},
     )
     ended_at = DateTime(allow_none=True)
-    patient = Nested(CallPatientIn)
-    address = Nested(CallAddressIn)
-    preparation = Nested(CallPreparationIn)
-    reason = text(LONG_TEXT, allow_none=True)
+    patient = Nested(PatientInput)
+    address = Nested(AddressInput)
+    preparation = Nested(PreparationInput)
+    reason = storable_text(LONG_TEXT, allow_none=True)
     identity_verified = Boolean(metadata={"description": "Identity confirmed by calling back"})
     outcome = String(validate=OneOf(OUTCOMES), allow_none=True)
-    note = text(LONG_TEXT, allow_none=True)
+    note = storable_text(LONG_TEXT, allow_none=True)
 
 
 class CallUpdateIn(Schema):
     """Fields a dispatcher may change on a call; only those sent are changed."""
 
-    caller_name = text(160, allow_none=True)
-    patient = Nested(CallPatientIn)
-    address = Nested(CallAddressIn)
-    preparation = Nested(CallPreparationIn)
-    reason = text(LONG_TEXT, allow_none=True)
+    caller_name = storable_text(160, allow_none=True)
+    patient = Nested(PatientInput)
+    address = Nested(AddressInput)
+    preparation = Nested(PreparationInput)
+    reason = storable_text(LONG_TEXT, allow_none=True)
     identity_verified = Boolean()
     outcome = String(validate=OneOf(OUTCOMES), allow_none=True)
-    note = text(LONG_TEXT, allow_none=True)
+    note = storable_text(LONG_TEXT, allow_none=True)
 
 
 class CallQuery(PageQuery):
@@ -93,24 +64,24 @@ class CallQuery(PageQuery):
         metadata={"description": "Calls created at or after (local time without offset)"}
     )
     end = DateTime(metadata={"description": "Calls created before (local time without offset)"})
-    number = text(32, metadata={"description": "Caller number in any usual form"})
+    number = storable_text(32, metadata={"description": "Caller number in any usual form"})
     outcome = String(validate=OneOf(OUTCOMES))
 
 
 class TelephonyEventIn(Schema):
     """One event of the telephone system."""
 
-    call_ref = text(120, min_length=1, required=True)
+    call_ref = storable_text(120, min_length=1, required=True)
     event = String(required=True, validate=OneOf(TELEPHONY_EVENTS))
-    caller_number = text(
+    caller_number = storable_text(
         32, allow_none=True, metadata={"description": "Empty or 'anonymous' when withheld"}
     )
-    line = text(40, allow_none=True)
-    recording_ref = text(200, allow_none=True)
+    line = storable_text(40, allow_none=True)
+    recording_ref = storable_text(200, allow_none=True)
     occurred_at = DateTime(
         allow_none=True, metadata={"description": "Default: when received; no offset: local time"}
     )
-    agent = text(
+    agent = storable_text(
         254,
         allow_none=True,
         metadata={"description": "Answering dispatcher's email or user id (answered events)"},
@@ -140,35 +111,6 @@ class TelephonyHeaders(Schema):
 # --- output ------------------------------------------------------------------
 
 
-class CallPatientOut(Schema):
-    name = String(allow_none=True)
-    age = Integer(allow_none=True)
-    birth_date = Date(allow_none=True)
-    phone = String(allow_none=True)
-    usual_gp = String(allow_none=True)
-
-
-class CallAddressOut(Schema):
-    street = String(allow_none=True)
-    number = String(allow_none=True)
-    box = String(allow_none=True)
-    postcode = String(allow_none=True)
-    city = String(allow_none=True)
-    floor = String(allow_none=True)
-    access_notes = String(allow_none=True)
-    dwelling = String(allow_none=True)
-
-
-class CallPreparationOut(Schema):
-    caller_relation = String(allow_none=True)
-    caller_at_patient_home = Boolean(allow_none=True)
-    new_patient = Boolean(allow_none=True)
-    dogs_secured = Boolean(allow_none=True)
-    outside_light_on = Boolean(allow_none=True)
-    met_at_entrance = Boolean(allow_none=True)
-    third_person_present = Boolean(allow_none=True)
-
-
 class CallOut(Schema):
     id = Integer(required=True)
     call_ref = String(allow_none=True)
@@ -181,9 +123,9 @@ class CallOut(Schema):
     answered_at = DateTime(allow_none=True)
     ended_at = DateTime(allow_none=True)
     dispatcher_id = Integer(allow_none=True)
-    patient = Nested(CallPatientOut, required=True)
-    address = Nested(CallAddressOut, required=True)
-    preparation = Nested(CallPreparationOut, required=True)
+    patient = Nested(Patient, required=True)
+    address = Nested(Address, required=True)
+    preparation = Nested(Preparation, required=True)
     reason = String(allow_none=True)
     identity_verified = Boolean(required=True)
     identity_verified_at = DateTime(allow_none=True)
@@ -225,8 +167,8 @@ class CallerVisitOut(Schema):
     checked_in_at = DateTime(allow_none=True)
     checked_out_at = DateTime(allow_none=True)
     cancelled_at = DateTime(allow_none=True)
-    patient = Nested(CallPatientOut, required=True)
-    address = Nested(CallAddressOut, required=True)
+    patient = Nested(Patient, required=True)
+    address = Nested(Address, required=True)
 
 
 class CallerHistoryOut(Schema):

@@ -1,7 +1,9 @@
 """Patient and address columns shared by calls and visits.
 
 A call records what the caller said; a visit starts with a copy and is then
-corrected on its own, so each keeps its own columns.
+corrected on its own, so each keeps its own columns. The API's schemas of these
+fields are in :mod:`oncall.core.patient_schemas`; their limits are defined here,
+next to the columns they protect.
 """
 
 from __future__ import annotations
@@ -35,22 +37,37 @@ PREPARATION_FIELDS = (
 DWELLINGS = ("house", "flat", "other")
 CALLER_RELATIONS = ("patient", "family", "neighbour", "carer", "professional", "other")
 
+#: Longest text of each patient and address field: the columns' sizes (the access
+#: notes column is unbounded text; 2000 characters is the API's bound).
+PATIENT_LIMITS = {"name": 160, "phone": 32, "usual_gp": 160}
+ADDRESS_LIMITS = {
+    "street": 160,
+    "number": 16,
+    "box": 16,
+    "postcode": 12,
+    "city": 80,
+    "floor": 16,
+    "access_notes": 2000,
+}
+#: Oldest age (in years) accepted for a patient, and so the oldest birth date.
+MAX_AGE = 130
+
 
 class PatientColumns:
     """Patient identity and address, as columns with ``patient_`` / ``address_`` prefixes."""
 
-    patient_name: Mapped[str | None] = mapped_column(String(160))
+    patient_name: Mapped[str | None] = mapped_column(String(PATIENT_LIMITS["name"]))
     patient_age: Mapped[int | None] = mapped_column(Integer)
     patient_birth_date: Mapped[date | None] = mapped_column(Date)
-    patient_phone: Mapped[str | None] = mapped_column(String(32))
-    patient_usual_gp: Mapped[str | None] = mapped_column(String(160))
+    patient_phone: Mapped[str | None] = mapped_column(String(PATIENT_LIMITS["phone"]))
+    patient_usual_gp: Mapped[str | None] = mapped_column(String(PATIENT_LIMITS["usual_gp"]))
 
-    address_street: Mapped[str | None] = mapped_column(String(160))
-    address_number: Mapped[str | None] = mapped_column(String(16))
-    address_box: Mapped[str | None] = mapped_column(String(16))
-    address_postcode: Mapped[str | None] = mapped_column(String(12))
-    address_city: Mapped[str | None] = mapped_column(String(80))
-    address_floor: Mapped[str | None] = mapped_column(String(16))
+    address_street: Mapped[str | None] = mapped_column(String(ADDRESS_LIMITS["street"]))
+    address_number: Mapped[str | None] = mapped_column(String(ADDRESS_LIMITS["number"]))
+    address_box: Mapped[str | None] = mapped_column(String(ADDRESS_LIMITS["box"]))
+    address_postcode: Mapped[str | None] = mapped_column(String(ADDRESS_LIMITS["postcode"]))
+    address_city: Mapped[str | None] = mapped_column(String(ADDRESS_LIMITS["city"]))
+    address_floor: Mapped[str | None] = mapped_column(String(ADDRESS_LIMITS["floor"]))
     address_access_notes: Mapped[str | None] = mapped_column(Text)
     address_dwelling: Mapped[str | None] = mapped_column(String(16))
 
@@ -63,12 +80,15 @@ class PatientColumns:
     third_person_present: Mapped[bool | None] = mapped_column()
 
     def patient_dict(self) -> dict[str, object]:
+        """The patient as the API shows it (every field of :data:`PATIENT_FIELDS`)."""
         return {f: getattr(self, f"patient_{f}") for f in PATIENT_FIELDS}
 
     def address_dict(self) -> dict[str, object]:
+        """The address as the API shows it (every field of :data:`ADDRESS_FIELDS`)."""
         return {f: getattr(self, f"address_{f}") for f in ADDRESS_FIELDS}
 
     def preparation_dict(self) -> dict[str, object]:
+        """The checklist as the API shows it (every field of :data:`PREPARATION_FIELDS`)."""
         return {f: getattr(self, f) for f in PREPARATION_FIELDS}
 
     def apply_patient(self, patient: dict | None, address: dict | None, prep: dict | None) -> None:
@@ -84,6 +104,7 @@ class PatientColumns:
                 setattr(self, f, v)
 
     def copy_patient_from(self, other: PatientColumns) -> None:
+        """Copy every patient, address and checklist column of ``other``."""
         for f in PATIENT_FIELDS:
             setattr(self, f"patient_{f}", getattr(other, f"patient_{f}"))
         for f in ADDRESS_FIELDS:

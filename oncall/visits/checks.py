@@ -1,26 +1,23 @@
 """Input checks of the visit use cases.
 
 Every check adds its problems to a :class:`~oncall.errors.Validator` under the
-field's (dotted) name, so that a use case reports all of them at once. The limits
-are the columns' sizes; the API's schemas use the same constants.
+field's (dotted) name, so that a use case reports all of them at once. The API's
+schemas use the same limits. The patient, address and checklist follow the rules
+of :func:`oncall.calls.checks.check_details`, the same as a call's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from oncall.accounts.models import User
+from oncall.calls.checks import check_details, circle_today
+from oncall.circles.models import Circle
 from oncall.core.clock import LocalTimeError, parse_instant
 from oncall.core.paging import check_page
-from oncall.core.patient import (
-    ADDRESS_FIELDS,
-    CALLER_RELATIONS,
-    DWELLINGS,
-    PATIENT_FIELDS,
-    PREPARATION_FIELDS,
-)
+from oncall.core.patient import PatientColumns
 from oncall.core.text import unstorable_reason
 from oncall.errors import Validator
 from oncall.visits.models import STATES
@@ -33,20 +30,6 @@ MAX_ARRIVAL_AHEAD = timedelta(hours=48)
 MAX_REASON = 2000
 MAX_NOTE = 4000
 MAX_UNASSIGN_REASON = 200
-
-#: Maximum lengths of the patient, address and preparation text fields (the columns' sizes).
-PATIENT_LIMITS = {"name": 160, "phone": 32, "usual_gp": 160}
-ADDRESS_LIMITS = {
-    "street": 160,
-    "number": 16,
-    "box": 16,
-    "postcode": 12,
-    "city": 80,
-    "floor": 16,
-    "access_notes": 2000,
-}
-MAX_AGE = 130
-PREPARATION_FLAGS = tuple(f for f in PREPARATION_FIELDS if f != "caller_relation")
 
 
 def is_id(value: Any, maximum: int = MAX_INT) -> bool:
@@ -90,55 +73,28 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_bool(v: Validator, field: str, value: Any) -> None:
-    if value is not None and not isinstance(value, bool):
-        v.add(field, "Not a valid boolean.")
+def check_patient(
+    v: Validator,
+    data: Mapping[str, Any],
+    now: datetime,
+    circle: Circle,
+    current: PatientColumns | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The visit's nested patient, address and preparation, checked and cleaned by the
+    rules calls follow too (:func:`oncall.calls.checks.check_details`), then the
+    reason and the identity flag; returns the nested fields sent.
 
-
-def _check_section(v: Validator, name: str, value: Any, allowed: Sequence[str]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        v.add(name, "Not a valid object.")
-        return {}
-    for key in value:
-        if key not in allowed:
-            v.add(f"{name}.{key}", "Unknown field.")
-    return {k: value[k] for k in value if k in allowed}
-
-
-def check_patient(v: Validator, data: Mapping[str, Any], now: datetime) -> None:
-    """Field checks of the nested patient, address and preparation objects, and the reason."""
-    patient = _check_section(v, "patient", data.get("patient"), PATIENT_FIELDS)
-    for key, limit in PATIENT_LIMITS.items():
-        check_text(v, f"patient.{key}", patient.get(key), limit)
-    age = patient.get("age")
-    if age is not None and not (_whole(age) and 0 <= age <= MAX_AGE):
-        v.add("patient.age", f"Must be a whole number from 0 to {MAX_AGE}.")
-    birth = patient.get("birth_date")
-    if birth is not None:
-        if not isinstance(birth, date) or isinstance(birth, datetime):
-            v.add("patient.birth_date", "Not a valid date.")
-        elif birth > now.date():
-            v.add("patient.birth_date", "Must not be in the future.")
-
-    address = _check_section(v, "address", data.get("address"), ADDRESS_FIELDS)
-    for key, limit in ADDRESS_LIMITS.items():
-        check_text(v, f"address.{key}", address.get(key), limit)
-    dwelling = address.get("dwelling")
-    if dwelling is not None and dwelling not in DWELLINGS:
-        v.add("address.dwelling", f"Must be one of: {', '.join(DWELLINGS)}.")
-
-    prep = _check_section(v, "preparation", data.get("preparation"), PREPARATION_FIELDS)
-    relation = prep.get("caller_relation")
-    if relation is not None and relation not in CALLER_RELATIONS:
-        v.add("preparation.caller_relation", f"Must be one of: {', '.join(CALLER_RELATIONS)}.")
-    for key in PREPARATION_FLAGS:
-        _check_bool(v, f"preparation.{key}", prep.get(key))
-
+    ``circle`` gives today's date, the phone numbers' and postcodes' country;
+    ``current`` is the call the visit is copied from (its age or birth date must
+    agree with the ones given).
+    """
+    cleaned = check_details(
+        v, data, today=circle_today(circle, now), country=circle.country, current=current
+    )
     check_text(v, "reason", data.get("reason"), MAX_REASON)
     if "identity_verified" in data and not isinstance(data["identity_verified"], bool):
         v.add("identity_verified", "Not a valid boolean.")
+    return cleaned
 
 
 def check_arrival(v: Validator, data: Mapping[str, Any], now: datetime, tz: str) -> datetime | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from apiflask import Schema
 from apiflask.fields import (
     Boolean,
-    Date,
     DateTime,
     Dict,
     Float,
@@ -14,60 +13,29 @@ from apiflask.fields import (
     Nested,
     String,
 )
-from apiflask.validators import Length, OneOf, Range, Regexp
+from apiflask.validators import Length, OneOf, Range
 
 from oncall.core.paging import PageQuery, envelope_schema
-from oncall.core.patient import CALLER_RELATIONS, DWELLINGS
+from oncall.core.patient_schemas import (
+    Address,
+    AddressInput,
+    Patient,
+    PatientInput,
+    Preparation,
+    PreparationInput,
+    storable_text,
+)
 from oncall.visits.checks import (
-    ADDRESS_LIMITS,
     ETA_MINUTES,
-    MAX_AGE,
     MAX_BIGINT,
     MAX_INT,
     MAX_NOTE,
     MAX_REASON,
     MAX_UNASSIGN_REASON,
-    PATIENT_LIMITS,
 )
 from oncall.visits.models import STATES
 
-_PHONE = Regexp(r"^\+?[0-9 ()./-]{3,31}$", error="Not a valid phone number.")
-
-
-def _text(limit: int) -> String:
-    return String(validate=Length(max=limit), allow_none=True)
-
-
 # --------------------------------------------------------------------------- input
-
-
-class PatientIn(Schema):
-    name = _text(PATIENT_LIMITS["name"])
-    age = Integer(strict=True, allow_none=True, validate=Range(min=0, max=MAX_AGE))
-    birth_date = Date(allow_none=True)
-    phone = String(allow_none=True, validate=[Length(max=PATIENT_LIMITS["phone"]), _PHONE])
-    usual_gp = _text(PATIENT_LIMITS["usual_gp"])
-
-
-class AddressIn(Schema):
-    street = _text(ADDRESS_LIMITS["street"])
-    number = _text(ADDRESS_LIMITS["number"])
-    box = _text(ADDRESS_LIMITS["box"])
-    postcode = _text(ADDRESS_LIMITS["postcode"])
-    city = _text(ADDRESS_LIMITS["city"])
-    floor = _text(ADDRESS_LIMITS["floor"])
-    access_notes = _text(ADDRESS_LIMITS["access_notes"])
-    dwelling = String(allow_none=True, validate=OneOf(DWELLINGS))
-
-
-class PreparationIn(Schema):
-    caller_relation = String(allow_none=True, validate=OneOf(CALLER_RELATIONS))
-    caller_at_patient_home = Boolean(allow_none=True)
-    new_patient = Boolean(allow_none=True)
-    dogs_secured = Boolean(allow_none=True)
-    outside_light_on = Boolean(allow_none=True)
-    met_at_entrance = Boolean(allow_none=True)
-    third_person_present = Boolean(allow_none=True)
 
 
 class LocationIn(Schema):
@@ -86,10 +54,10 @@ class VisitCreateIn(Schema):
     eta_minutes = Integer(
         allow_none=True, strict=True, validate=Range(min=ETA_MINUTES[0], max=ETA_MINUTES[1])
     )
-    patient = Nested(PatientIn, allow_none=True)
-    address = Nested(AddressIn, allow_none=True)
-    preparation = Nested(PreparationIn, allow_none=True)
-    reason = _text(MAX_REASON)
+    patient = Nested(PatientInput, allow_none=True)
+    address = Nested(AddressInput, allow_none=True)
+    preparation = Nested(PreparationInput, allow_none=True)
+    reason = storable_text(MAX_REASON, allow_none=True)
     identity_verified = Boolean()
 
 
@@ -138,35 +106,6 @@ class ItineraryQuery(Schema):
 # --------------------------------------------------------------------------- output
 
 
-class PatientOut(Schema):
-    name = String(allow_none=True)
-    age = Integer(allow_none=True)
-    birth_date = Date(allow_none=True)
-    phone = String(allow_none=True)
-    usual_gp = String(allow_none=True)
-
-
-class AddressOut(Schema):
-    street = String(allow_none=True)
-    number = String(allow_none=True)
-    box = String(allow_none=True)
-    postcode = String(allow_none=True)
-    city = String(allow_none=True)
-    floor = String(allow_none=True)
-    access_notes = String(allow_none=True)
-    dwelling = String(allow_none=True)
-
-
-class PreparationOut(Schema):
-    caller_relation = String(allow_none=True)
-    caller_at_patient_home = Boolean(allow_none=True)
-    new_patient = Boolean(allow_none=True)
-    dogs_secured = Boolean(allow_none=True)
-    outside_light_on = Boolean(allow_none=True)
-    met_at_entrance = Boolean(allow_none=True)
-    third_person_present = Boolean(allow_none=True)
-
-
 class LocationOut(Schema):
     lat = Float(required=True)
     lon = Float(required=True)
@@ -190,9 +129,9 @@ class VisitOut(Schema):
     doctor_name = String(allow_none=True)
     status = String(required=True, validate=OneOf(STATES))
     unassigned_reason = String(allow_none=True)
-    patient = Nested(PatientOut, required=True)
-    address = Nested(AddressOut, required=True)
-    preparation = Nested(PreparationOut, required=True)
+    patient = Nested(Patient, required=True)
+    address = Nested(Address, required=True)
+    preparation = Nested(Preparation, required=True)
     reason = String(allow_none=True)
     identity_verified = Boolean(required=True)
     arrive_by = DateTime(allow_none=True)

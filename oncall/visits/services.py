@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 
 from oncall.accounts.models import User
+from oncall.calls.checks import circle_of
 from oncall.calls.models import Call
 from oncall.circles.models import Zone
 from oncall.core.tenancy import scoped
@@ -171,7 +172,7 @@ def create_visit(actor: User, data: Mapping[str, Any], now: datetime) -> dict[st
             v.add("zone_id", "This zone is not active.")
 
     arrive_by = check_arrival(v, data, now, tz)
-    check_patient(v, data, now)
+    patient, address, prep = check_patient(v, data, now, circle_of(actor), current=call)
     v.raise_if_any()
     assert call is not None
     assert zone is not None
@@ -202,7 +203,7 @@ def create_visit(actor: User, data: Mapping[str, Any], now: datetime) -> dict[st
     visit.copy_patient_from(call)
     visit.reason = call.reason
     visit.identity_verified = bool(call.identity_verified)
-    visit.apply_patient(data.get("patient"), data.get("address"), data.get("preparation"))
+    visit.apply_patient(patient, address, prep)
     if "reason" in data:
         visit.reason = data["reason"]
     if "identity_verified" in data:

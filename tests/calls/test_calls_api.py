@@ -177,7 +177,7 @@ def test_rule_errors_are_all_named_and_nothing_is_written(client, world) -> None
         "caller_number": "abc",
         "patient": {
             "birth_date": (today + timedelta(days=2)).isoformat(),
-            "phone": "12",
+            "phone": "123",  # the form of a number, too short to be one
         },
         "address": {"postcode": "123"},
         "answered_at": (utcnow() + timedelta(days=1)).isoformat(),
@@ -209,6 +209,23 @@ def test_age_and_birth_date_must_agree(client, world) -> None:
         services.create_call(world.dispatcher, {"patient": {"birth_date": date(1890, 1, 1)}}, now)
     assert "patient.birth_date" in caught.value.fields
     assert counts()["calls"] == 1
+
+
+def test_the_service_checks_nested_details_without_the_api(client, world) -> None:
+    bad = {
+        "patient": {"age": "old", "shoe": 42},
+        "address": "Rue Haute 12",
+        "preparation": {"dogs_secured": "perhaps"},
+    }
+    with pytest.raises(ValidationFailed) as caught:
+        services.create_call(world.dispatcher, bad, datetime(2025, 1, 10, 12, 0, tzinfo=UTC))
+    assert set(caught.value.fields) == {
+        "patient.age",
+        "patient.shoe",
+        "address",
+        "preparation.dogs_secured",
+    }
+    assert counts() == {k: 0 for k in counts()}
 
 
 @pytest.mark.parametrize(
