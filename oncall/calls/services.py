@@ -35,6 +35,7 @@ from oncall.calls.checks import (
 from oncall.calls.models import OUTCOMES, TELEPHONY_EVENTS, Call, Caller, TelephonyEvent
 from oncall.calls.numbers import InvalidNumber, is_withheld, normalise_number, try_normalise
 from oncall.calls.present import serialise_call, visit_ids
+from oncall.calls.writes import insert_call
 from oncall.circles.models import Circle
 from oncall.core.paging import MAX_LIMIT, check_page, envelope, page_of
 from oncall.core.tenancy import get_in_circle, scoped
@@ -238,28 +239,13 @@ def create_call(actor: User, data: Mapping[str, Any], now: datetime) -> dict[str
         updated_at=now,
     )
     call.apply_patient(patient, address, prep)
-    if number:
-        caller = find_or_create_caller(circle.id, number, answered, caller_name)
-        call.caller_id = caller.id
-        call.caller_number = number
-        if not caller_name and caller.name:
-            call.caller_name = caller.name
-    db.session.add(call)
-    db.session.flush()
-    record(circle.id, "call", call.id, "call.created", now, actor.id, source="manual")
+    call.caller_number = number
+    events: list[tuple[str, dict[str, Any]]] = [("call.created", {"source": "manual"})]
     if call.outcome:
-        record(
-            circle.id,
-            "call",
-            call.id,
-            "call.outcome_set",
-            now,
-            actor.id,
-            old=None,
-            new=call.outcome,
-        )
+        events.append(("call.outcome_set", {"old": None, "new": call.outcome}))
     if verified:
-        record(circle.id, "call", call.id, "call.identity_verified", now, actor.id)
+        events.append(("call.identity_verified", {}))
+    insert_call(call, number, answered, events, actor.id, now)
     # Serialised before the commit, which expires every loaded row: reading the call
     # back afterwards would cost a round trip per request for nothing.
     result = serialise_call(call, [])

@@ -72,7 +72,7 @@ def record(
         kind=kind,
         at=at,
         actor_id=actor_id,
-        data=_jsonable(data),
+        data=jsonable(data),
     )
     db.session.add(event)
     return event
@@ -116,11 +116,12 @@ def events_for(subject_type: str, subject_id: int, circle_id: int) -> list[Timel
     )
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with datetimes as ISO strings, ready for a JSON column."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
     return value
