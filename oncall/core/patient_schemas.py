@@ -135,10 +135,11 @@ class Preparation(Schema):
 
 # --- the same checks for a use case called without the API ----------------------
 
-_INPUTS: tuple[tuple[str, type[Schema]], ...] = (
-    ("patient", PatientInput),
-    ("address", AddressInput),
-    ("preparation", PreparationInput),
+#: Built once: a schema instance is reusable, and building one costs more than a load.
+_INPUTS: tuple[tuple[str, Schema], ...] = (
+    ("patient", PatientInput()),
+    ("address", AddressInput()),
+    ("preparation", PreparationInput()),
 )
 
 
@@ -161,7 +162,7 @@ def load_details(
             loaded.append({})
         else:
             try:
-                loaded.append(schema().load(value))
+                loaded.append(schema.load(value))
             except ValidationError as exc:
                 for field, messages in exc.normalized_messages().items():
                     for message in messages if isinstance(messages, list) else [messages]:
