@@ -8,6 +8,7 @@ admin and as its dispatcher against the real application on PostgreSQL.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -30,7 +31,8 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
-MAX_EXAMPLES = 25
+#: Examples per operation; ``ONCALL_CONTRACT_EXAMPLES`` raises it for a deeper run.
+MAX_EXAMPLES = int(os.environ.get("ONCALL_CONTRACT_EXAMPLES", "25"))
 
 
 def _run_operation(operation: Any, headers: dict[str, str]) -> None:
