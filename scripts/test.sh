@@ -80,8 +80,8 @@ fi
 
 # --- Checks -------------------------------------------------------------------
 status=0
-log "ruff check oncall workers config"
-"$VENV/bin/ruff" check oncall workers config || status=1
+log "ruff check oncall workers config tests bench"
+"$VENV/bin/ruff" check oncall workers config tests bench || status=1
 log "mypy"
 "$VENV/bin/mypy" || status=1
 log "pytest $*"
