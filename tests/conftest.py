@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +34,10 @@ def _sqlalchemy_url(server: str, database: str) -> str:
     return server.replace("postgresql://", "postgresql+psycopg://", 1) + f"/{database}"
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database for this test run; dropped afterwards."""
-    name = f"oncall_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+@contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (its SQLAlchemy URL); dropped afterwards."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -48,6 +49,13 @@ def pg_database() -> Iterator[str]:
                 (name,),
             )
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for this test run; dropped afterwards."""
+    with fresh_database("oncall_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -16,23 +13,13 @@ from sqlalchemy import create_engine, inspect
 from config.settings import Settings
 from oncall import create_app
 from oncall.extensions import db
-from tests.conftest import PG_SERVER
+from tests.conftest import fresh_database
 
 
 @pytest.fixture
 def empty_database() -> Iterator[str]:
-    name = f"oncall_migr_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_SERVER.replace("postgresql://", "postgresql+psycopg://", 1) + f"/{name}"
-    finally:
-        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    with fresh_database("oncall_migr") as url:
+        yield url
 
 
 def _app(url: str, tmp_path):

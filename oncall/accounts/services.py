@@ -14,7 +14,6 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 
 from config.settings import Settings
 from oncall.accounts import ratelimit
@@ -32,6 +31,7 @@ from oncall.accounts.checks import (
 from oncall.accounts.models import ApiToken, User
 from oncall.accounts.passwords import hash_password, verify_password
 from oncall.circles.models import Circle
+from oncall.core.checks import unique_or_422
 from oncall.core.paging import DEFAULT_LIMIT, check_page, envelope, page_of
 from oncall.core.tenancy import get_in_circle, scoped
 from oncall.core.timeline import record
@@ -40,7 +40,6 @@ from oncall.errors import (
     Forbidden,
     NotFound,
     Unauthorized,
-    ValidationFailed,
     Validator,
 )
 from oncall.extensions import db
@@ -259,15 +258,12 @@ def _apply(user: User, clean: Mapping[str, Any]) -> list[str]:
     return sorted(changed)
 
 
+_EMAIL_TAKEN = "This email is already used by another account."
+
+
 def _commit_user() -> None:
-    try:
+    with unique_or_422("email", _EMAIL_TAKEN):
         db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise ValidationFailed(
-            "Some fields are not valid.",
-            fields={"email": ["This email is already used by another account."]},
-        ) from None
 
 
 def create_user(actor: User, data: Mapping[str, Any], now: datetime) -> User:
@@ -293,14 +289,8 @@ def create_user(actor: User, data: Mapping[str, Any], now: datetime) -> User:
         created_at=now,
     )
     db.session.add(user)
-    try:
+    with unique_or_422("email", _EMAIL_TAKEN):
         db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise ValidationFailed(
-            "Some fields are not valid.",
-            fields={"email": ["This email is already used by another account."]},
-        ) from None
     record(actor.circle_id, "user", user.id, "user.created", now, actor.id, role=user.role)
     _commit_user()
     logger.info("user %s created in circle %s by %s", user.id, user.circle_id, actor.id)

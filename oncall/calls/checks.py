@@ -15,7 +15,7 @@ from oncall.accounts.models import User
 from oncall.calls.models import OUTCOMES, Call
 from oncall.calls.numbers import InvalidNumber, normalise_number
 from oncall.circles.models import Circle
-from oncall.core.clock import LocalTimeError, parse_instant, to_local
+from oncall.core.clock import to_local
 from oncall.core.patient import MAX_AGE, PatientColumns
 from oncall.core.patient_schemas import load_details
 from oncall.errors import Forbidden, NotFound, Validator
@@ -47,19 +47,6 @@ def circle_of(actor: User) -> Circle:
     if circle is None:  # pragma: no cover - a user always belongs to a circle
         raise NotFound("No such circle.", code="circle_not_found")
     return circle
-
-
-def instant(value: datetime | None, tz: str, field: str, v: Validator) -> datetime | None:
-    """An input datetime as UTC (naive means the circle's local time); errors go to ``v``."""
-    if value is None:
-        return None
-    try:
-        return parse_instant(value, tz)
-    except LocalTimeError as exc:
-        v.add(field, str(exc))
-    except (OverflowError, ValueError):
-        v.add(field, "Is out of range.")
-    return None
 
 
 def blank_to_none(value: Any) -> Any:

@@ -28,7 +28,6 @@ from oncall.calls.checks import (
     blank_to_none,
     check_role,
     circle_of,
-    instant,
     number_error,
     validate_details,
 )
@@ -37,6 +36,7 @@ from oncall.calls.numbers import InvalidNumber, is_withheld, normalise_number, t
 from oncall.calls.present import serialise_call, visit_ids
 from oncall.calls.writes import insert_call
 from oncall.circles.models import Circle
+from oncall.core.checks import check_instant
 from oncall.core.paging import MAX_LIMIT, check_page, envelope, page_of
 from oncall.core.tenancy import get_in_circle, scoped
 from oncall.core.timeline import log_access, record
@@ -94,7 +94,7 @@ def record_telephony_event(circle: Circle, payload: Mapping[str, Any], now: date
     event = payload.get("event")
     v.check(isinstance(call_ref, str) and 0 < len(call_ref) <= 120, "call_ref", "Is required.")
     v.check(event in TELEPHONY_EVENTS, "event", f"Must be one of {', '.join(TELEPHONY_EVENTS)}.")
-    occurred_at = instant(payload.get("occurred_at"), tz, "occurred_at", v)
+    occurred_at = check_instant(v, "occurred_at", payload.get("occurred_at"), tz)
     if (
         occurred_at is not None
         and not now - _EVENT_MAX_AGE <= occurred_at <= now + _FUTURE_TOLERANCE
@@ -209,8 +209,8 @@ def create_call(actor: User, data: Mapping[str, Any], now: datetime) -> dict[str
         except InvalidNumber as exc:
             v.add("caller_number", number_error(exc))
     patient, address, prep = validate_details(data, circle, now, v)
-    answered_at = instant(data.get("answered_at"), circle.timezone, "answered_at", v)
-    ended_at = instant(data.get("ended_at"), circle.timezone, "ended_at", v)
+    answered_at = check_instant(v, "answered_at", data.get("answered_at"), circle.timezone)
+    ended_at = check_instant(v, "ended_at", data.get("ended_at"), circle.timezone)
     for name, value in (("answered_at", answered_at), ("ended_at", ended_at)):
         if value is not None and value > now + _FUTURE_TOLERANCE:
             v.add(name, "Must not be in the future.")
@@ -347,8 +347,8 @@ def list_calls(
     check_role(actor, READ_ROLES)
     circle = circle_of(actor)
     v = Validator()
-    start_utc = instant(start, circle.timezone, "start", v)
-    end_utc = instant(end, circle.timezone, "end", v)
+    start_utc = check_instant(v, "start", start, circle.timezone)
+    end_utc = check_instant(v, "end", end, circle.timezone)
     if start_utc and end_utc and end_utc <= start_utc:
         v.add("end", "Must be after start.")
     wanted = None

@@ -50,10 +50,11 @@ from oncall.circles.policies import (
     policy_steps,
     replace_policy,
 )
+from oncall.core.checks import unique_or_422
 from oncall.core.paging import DEFAULT_LIMIT, check_page, envelope, page_of
 from oncall.core.tenancy import get_in_circle, scoped
 from oncall.core.timeline import record
-from oncall.errors import Conflict, ValidationFailed, Validator
+from oncall.errors import Conflict, Validator
 from oncall.extensions import db
 
 logger = logging.getLogger(__name__)
@@ -197,12 +198,8 @@ def update_circle(actor: User, data: Mapping[str, Any], now: datetime) -> Circle
     changed = _apply(circle, clean)
     if changed:
         record(circle.id, "circle", circle.id, "circle.updated", now, actor.id, fields=changed)
-    try:
+    with unique_or_422("name", "Another circle has this name."):
         db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise ValidationFailed("Some fields are not valid.",
-                               fields={"name": ["Another circle has this name."]}) from None
     return circle
 
 
@@ -249,18 +246,12 @@ def _apply(row: Any, clean: Mapping[str, Any]) -> list[str]:
 
 def _save_zone(actor: User, zone: Zone, now: datetime, kind: str | None, **data: Any) -> None:
     """Flush, record ``kind`` (if any) and commit; a name taken meanwhile is a 422."""
-    try:
+    with unique_or_422("name", "Another zone of the circle has this name."):
         db.session.flush()
         if kind:
             record(actor.circle_id, "circle", actor.circle_id, kind, now, actor.id,
                    zone_id=zone.id, **data)
         db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise ValidationFailed(
-            "Some fields are not valid.",
-            fields={"name": ["Another zone of the circle has this name."]},
-        ) from None
 
 
 def create_zone(actor: User, data: Mapping[str, Any], now: datetime) -> Zone:

@@ -47,13 +47,14 @@ def localize(naive: datetime, tz: str | ZoneInfo) -> datetime:
     round_trip = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
     if round_trip != naive:
         raise LocalTimeError(
-            f"{naive:%Y-%m-%d %H:%M} does not exist in {zone.key} (clocks go forward)"
+            f"{naive:%Y-%m-%d %H:%M} does not exist in {zone.key} (clocks go forward); "
+            "give a UTC offset (for example +01:00 or +02:00)"
         )
     second = naive.replace(tzinfo=zone, fold=1)
     if first.utcoffset() != second.utcoffset():
         raise LocalTimeError(
             f"{naive:%Y-%m-%d %H:%M} happens twice in {zone.key} (clocks go back); "
-            "give a UTC offset"
+            "give a UTC offset (for example +01:00 or +02:00)"
         )
     return first
 

@@ -7,14 +7,13 @@ reports every bad field at once; roles and overlaps raise at once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from oncall.accounts.models import User
 from oncall.circles.models import Zone
-from oncall.core.clock import LocalTimeError, as_utc, localize, parse_instant
+from oncall.core.clock import as_utc
 from oncall.core.tenancy import scoped
 from oncall.errors import Conflict, Forbidden, Validator
 from oncall.extensions import db
@@ -25,8 +24,6 @@ MAX_SHIFT_LENGTH = timedelta(hours=48)
 #: Largest id a PostgreSQL ``integer`` column holds.
 MAX_ID = 2**31 - 1
 NOTE_MAX_LENGTH = 200
-#: Instants outside these years are refused as typing mistakes.
-MIN_YEAR, MAX_YEAR = 2000, 2100
 
 
 def require_role(actor: User, roles: Sequence[str]) -> None:
@@ -84,52 +81,6 @@ def lock_doctor(circle_id: int, doctor_id: int) -> User | None:
     # inserts elsewhere that merely reference the user.
     stmt = scoped(User, circle_id).where(User.id == doctor_id).with_for_update(key_share=True)
     return db.session.scalars(stmt).first()
-
-
-def local_time_message(naive: datetime, zone: ZoneInfo) -> str:
-    """Why ``naive`` cannot be read in ``zone`` without an offset, and what to do."""
-    round_trip = naive.replace(tzinfo=zone).astimezone(UTC).astimezone(zone)
-    if round_trip.replace(tzinfo=None) != naive:
-        problem = "does not exist (clocks go forward)"
-    else:
-        problem = "happens twice (clocks go back)"
-    return (
-        f"{naive:%Y-%m-%d %H:%M} {problem} in {zone.key}; give a UTC offset "
-        "(for example +01:00 or +02:00)"
-    )
-
-
-def strict_local(naive: datetime, zone: ZoneInfo) -> datetime:
-    """A naive wall-clock time as UTC, or :class:`LocalTimeError` saying why not."""
-    try:
-        return localize(naive, zone).astimezone(UTC)
-    except LocalTimeError:
-        raise LocalTimeError(local_time_message(naive, zone)) from None
-
-
-def check_instant(
-    v: Validator, field: str, value: Any, tz: str, *, required: bool = False
-) -> datetime | None:
-    """An input datetime as aware UTC, or ``None`` with the reason added to ``v``."""
-    if value is None:
-        if required:
-            v.add(field, "required")
-        return None
-    if not isinstance(value, datetime):
-        v.add(field, "not a date and time")
-        return None
-    try:
-        instant = parse_instant(value, tz)
-    except LocalTimeError:
-        v.add(field, local_time_message(value, ZoneInfo(tz)))
-        return None
-    except (OverflowError, ValueError):
-        v.add(field, "out of range")
-        return None
-    if not MIN_YEAR <= instant.year <= MAX_YEAR:
-        v.add(field, f"must be between the years {MIN_YEAR} and {MAX_YEAR}")
-        return None
-    return instant
 
 
 def check_length(v: Validator, starts: datetime, ends: datetime, field: str) -> None:

@@ -21,13 +21,14 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from oncall.accounts.models import User
 from oncall.circles.models import Circle, Zone
-from oncall.core.clock import LocalTimeError, as_utc, to_local
+from oncall.core.checks import MAX_YEAR, MIN_YEAR, check_instant
+from oncall.core.clock import LocalTimeError, as_utc, localize, to_local
 from oncall.core.paging import DEFAULT_LIMIT, check_page, envelope, page_of
 from oncall.core.tenancy import get_in_circle, scoped
 from oncall.core.timeline import record
@@ -36,18 +37,14 @@ from oncall.extensions import db
 from oncall.rota.checks import (
     MAX_ID,
     MAX_SHIFT_LENGTH,
-    MAX_YEAR,
-    MIN_YEAR,
     NOTE_MAX_LENGTH,
     check_doctor,
-    check_instant,
     check_length,
     check_no_overlap,
     check_note,
     check_zone,
     lock_doctor,
     require_role,
-    strict_local,
 )
 from oncall.rota.models import Shift
 
@@ -353,8 +350,8 @@ def local_shift_times(tz: str, day: date, start: time, end: time) -> tuple[datet
     zone = ZoneInfo(tz)
     start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
     end_day = day + timedelta(days=1) if end <= start else day
-    starts_at = strict_local(datetime.combine(day, start), zone)
-    ends_at = strict_local(datetime.combine(end_day, end), zone)
+    starts_at = localize(datetime.combine(day, start), zone).astimezone(UTC)
+    ends_at = localize(datetime.combine(end_day, end), zone).astimezone(UTC)
     return starts_at, ends_at
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from oncall.accounts.models import User
 from oncall.calls.checks import check_details, circle_today
 from oncall.circles.models import Circle
-from oncall.core.clock import LocalTimeError, parse_instant
+from oncall.core.checks import check_instant
 from oncall.core.paging import check_page
 from oncall.core.patient import PatientColumns
 from oncall.core.text import unstorable_reason
@@ -35,22 +35,6 @@ MAX_UNASSIGN_REASON = 200
 def is_id(value: Any, maximum: int = MAX_INT) -> bool:
     """True for a whole number (not a boolean) from 1 to ``maximum``."""
     return _whole(value) and 1 <= value <= maximum
-
-
-def instant(v: Validator, field: str, value: Any, tz: str) -> datetime | None:
-    """An input datetime as aware UTC (naive means circle local time); errors go to ``v``."""
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        v.add(field, "Not a valid datetime.")
-        return None
-    try:
-        return parse_instant(value, tz)
-    except LocalTimeError as exc:
-        v.add(field, str(exc))
-    except (OverflowError, ValueError):
-        v.add(field, "Out of the range of supported dates.")
-    return None
 
 
 def check_text(v: Validator, field: str, value: Any, limit: int, *, required: bool = False) -> None:
@@ -106,7 +90,7 @@ def check_arrival(v: Validator, data: Mapping[str, Any], now: datetime, tz: str)
         v.add("eta_minutes", "Give arrive_by or eta_minutes, not both.")
         return None
     if has_arrive:
-        arrive_by = instant(v, "arrive_by", data["arrive_by"], tz)
+        arrive_by = check_instant(v, "arrive_by", data["arrive_by"], tz)
         if arrive_by is not None and arrive_by <= now:
             v.add("arrive_by", "Must be after now.")
         elif arrive_by is not None and arrive_by > now + MAX_ARRIVAL_AHEAD:
@@ -188,8 +172,8 @@ def check_list_query(
     states = [status] if isinstance(status, str) else list(status or [])
     if any(state not in STATES for state in states):
         v.add("status", f"Must be one of: {', '.join(STATES)}.")
-    begin = instant(v, "start", start, tz)
-    until = instant(v, "end", end, tz)
+    begin = check_instant(v, "start", start, tz)
+    until = check_instant(v, "end", end, tz)
     if begin is not None and until is not None and until <= begin:
         v.add("end", "Must be after start.")
     for field, value in (("limit", limit), ("offset", offset)):

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 
 from oncall.accounts.models import User
+from oncall.core.checks import check_instant
 from oncall.core.paging import DEFAULT_LIMIT, envelope, page_of
 from oncall.core.tenancy import scoped
 from oncall.core.timeline import events_for, log_access
@@ -19,7 +20,7 @@ from oncall.errors import NotFound, Validator
 from oncall.extensions import db
 from oncall.rota.models import Shift
 from oncall.visits.assignment import BUSY_STATES
-from oncall.visits.checks import MAX_BIGINT, check_list_query, instant, is_id
+from oncall.visits.checks import MAX_BIGINT, check_list_query, is_id
 from oncall.visits.common import atomic, circle_timezone, load_visit, visit_not_found
 from oncall.visits.models import Visit
 from oncall.visits.present import present_itinerary, present_many, present_one
@@ -143,8 +144,8 @@ def itinerary(
 
     v = Validator()
     tz = circle_timezone(actor)
-    begin = instant(v, "start", start, tz)
-    until = instant(v, "end", end, tz)
+    begin = check_instant(v, "start", start, tz)
+    until = check_instant(v, "end", end, tz)
     v.raise_if_any()
 
     shift = db.session.scalars(
