@@ -29,12 +29,22 @@ DEFAULT = "default"
 #: delays them; a test fails if a registered task has no entry here.
 TASK_ROUTES: dict[str, dict[str, str]] = {
     "system.ping": {"queue": DEFAULT},
+    "alerts.process_due": {"queue": CRITICAL},
+    "notify.deliver": {"queue": CRITICAL},
+    "notify.relay": {"queue": CRITICAL},
 }
 
 broker_url = os.environ.get("ONCALL_BROKER_URL", "")
 result_backend = broker_url if broker_url.startswith(("redis://", "rediss://")) else None
 broker_connection_retry_on_startup = True
-broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
+#: The same visibility timeout everywhere it is read (transport, results, and the
+#: option name older kombu versions look up), and short socket timeouts so that a
+#: web request never waits long on a broker that is down.
+broker_transport_options = {
+    "visibility_timeout": VISIBILITY_TIMEOUT,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
 result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
 visibility_timeout = VISIBILITY_TIMEOUT
 
@@ -43,6 +53,15 @@ result_serializer = "json"
 accept_content = ["json"]
 timezone = "UTC"
 enable_utc = True
+
+# A publish that fails is retried briefly, then given up: the rows are committed
+# and the scheduler's sweep finds them.
+task_publish_retry_policy = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 
 task_acks_late = True
 task_reject_on_worker_lost = True

@@ -73,6 +73,32 @@ class Settings:
     telephony_max_skew_seconds: int = 300
     #: Sweep interval of the in-process scheduler in embedded mode, in seconds.
     sweep_interval_seconds: float = 1.0
+    #: Sweep interval of the scheduler process (deadlines, steps, outbox), in seconds.
+    scheduler_sweep_seconds: float = 2.0
+    #: Rows the engine claims per transaction when it sweeps.
+    sweep_batch_size: int = 200
+    #: SMTP server for email notifications. Empty: no email channel.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    #: Use STARTTLS after connecting (port 587); ``smtp_ssl`` for implicit TLS (465).
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    #: Sender address of notification emails.
+    smtp_from: str = "oncall@localhost"
+    #: SMS gateway endpoint (HTTP POST, JSON). Empty: no SMS channel.
+    sms_gateway_url: str = ""
+    #: Bearer token sent to the SMS gateway.
+    sms_gateway_token: str = ""
+    #: Sender name or number shown on SMS.
+    sms_sender: str = "ONCALL"
+    #: Time allowed for one delivery (SMTP session, webhook or SMS request), in seconds.
+    delivery_timeout_seconds: float = 5.0
+    #: Longest wait between two delivery attempts of one message, in seconds.
+    outbox_max_backoff_seconds: int = 15
+    #: After this long without success a message is marked failed, in seconds.
+    outbox_give_up_seconds: int = 3600
     #: Log level of the service's own loggers.
     log_level: str = "INFO"
     #: Mark session cookies Secure (behind HTTPS). On by default in production.

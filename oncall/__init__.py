@@ -59,6 +59,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> APIFlask:
     _enable_sqlite_foreign_keys(app)
     errors.register(app)
 
+    from oncall.core import dispatch
+
+    dispatch.init_app(app)
+
     from oncall.api import register_api
 
     register_api(app)

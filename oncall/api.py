@@ -50,13 +50,15 @@ def register_api(app: APIFlask) -> None:
     app.config["BASE_RESPONSE_SCHEMA"] = None
 
     from oncall.accounts.api import bp as accounts_bp
+    from oncall.alerts.api import bp as alerts_bp
     from oncall.calls.api import bp as calls_bp
     from oncall.circles.api import bp as circles_bp
     from oncall.core.health import bp as health_bp
+    from oncall.notify.api import bp as notify_bp
     from oncall.rota.api import bp as rota_bp
     from oncall.visits.api import bp as visits_bp
 
-    for bp in (accounts_bp, circles_bp, rota_bp, calls_bp, visits_bp):
+    for bp in (accounts_bp, circles_bp, rota_bp, calls_bp, visits_bp, alerts_bp, notify_bp):
         app.register_blueprint(bp, url_prefix=API_PREFIX)
     app.register_blueprint(health_bp)
 

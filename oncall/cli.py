@@ -11,7 +11,7 @@ Processes:
   production processes (PostgreSQL, Redis, gunicorn, Celery, APScheduler).
 
 Setup: ``oncall bootstrap``, ``oncall demo``, ``oncall user create``,
-``oncall telephony-secret``.
+``oncall telephony-secret``, ``oncall webhook-secret``.
 """
 
 from __future__ import annotations
@@ -260,6 +260,31 @@ def telephony_secret_command(circle_name: str) -> None:
         )
     click.echo(f"Circle id {circle.id} (the X-Oncall-Circle header); its secret:", err=True)
     click.echo(circle_secret(circle, current_app.config["SECRET_KEY"]))
+
+
+@cli.command("webhook-secret")
+@click.option("--circle", "circle_name", required=True, help="Name of the circle.")
+def webhook_secret_command(circle_name: str) -> None:
+    """Print the secret the circle's outgoing webhooks are signed with (for receivers)."""
+    from oncall.circles.models import Circle
+    from oncall.extensions import db
+    from oncall.notify.signing import webhook_secret
+
+    circle = db.session.scalars(select(Circle).where(Circle.name == circle_name)).first()
+    if circle is None:
+        raise click.ClickException(f"No circle named {circle_name!r}.")
+    if not os.environ.get("ONCALL_SECRET_KEY"):
+        click.echo(
+            "Warning: ONCALL_SECRET_KEY is not set, so this secret changes at every "
+            "restart. Set ONCALL_SECRET_KEY before configuring a receiver.",
+            err=True,
+        )
+    click.echo(
+        f"Circle id {circle.id}; webhooks carry X-Oncall-Timestamp and X-Oncall-Signature "
+        "(sha256=HMAC-SHA256(secret, timestamp + '.' + body)); the secret:",
+        err=True,
+    )
+    click.echo(webhook_secret(current_app.config["SECRET_KEY"], circle.id))
 
 
 # --------------------------------------------------------------------------- processes

@@ -82,6 +82,22 @@ POLICY: dict[tuple[str, str], Route] = {
     ("POST", "/api/v1/visits/<int:visit_id>/check-in"): Route(("doctor",), 200, {}),
     ("POST", "/api/v1/visits/<int:visit_id>/check-out"): Route(("doctor",), 409, {}),
     ("GET", "/api/v1/doctors/<int:doctor_id>/itinerary"): Route(ALL, 200),
+    ("POST", "/api/v1/visits/<int:visit_id>/extend"): Route(("doctor",), 409, {}),
+    ("PUT", "/api/v1/me/codes"): Route(("doctor",), 422, {}),
+    ("POST", "/api/v1/panic"): Route(("doctor",), 201, {}),
+    ("POST", "/api/v1/panic/<int:alert_id>/cancel"): Route(("doctor",), 422, {}),
+    ("GET", "/api/v1/alerts"): Route(STAFF, 200),
+    ("GET", "/api/v1/alerts/<int:alert_id>"): Route(STAFF, 200),
+    ("POST", "/api/v1/alerts/<int:alert_id>/acknowledge"): Route(("admin", "coordinator"), 200, {}),
+    ("POST", "/api/v1/alerts/<int:alert_id>/escalate"): Route(("admin", "coordinator"), 200, {}),
+    ("POST", "/api/v1/alerts/<int:alert_id>/resolve"): Route(("admin", "coordinator"), 422, {}),
+    ("GET", "/api/v1/alerts/<int:alert_id>/briefing"): Route(STAFF, 200),
+    ("GET", "/api/v1/notification-channels"): Route(ALL, 200),
+    ("POST", "/api/v1/notification-channels"): Route(ALL, 422, {}),
+    ("GET", "/api/v1/notification-channels/webhook-secret"): Route(("admin",), 200),
+    ("PATCH", "/api/v1/notification-channels/<int:channel_id>"): Route(ALL, 200, {}),
+    ("DELETE", "/api/v1/notification-channels/<int:channel_id>"): Route(ALL, 204),
+    ("GET", "/api/v1/stream"): Route(STAFF, 200),
 }
 
 NUMBER = "+32470123456"
@@ -142,6 +158,28 @@ def _fixtures(world) -> dict[str, Callable[[str], Any]]:
             world.zone, world.doctor, now + timedelta(days=2), now + timedelta(days=2, hours=12)
         ).id
 
+    def alert(role: str) -> int:
+        from oncall.alerts.engine import open_alert
+
+        row = open_alert(
+            circle_id=world.circle.id, kind="panic", now=now, doctor_id=world.doctor.id
+        )
+        db.session.commit()
+        return row.id
+
+    def channel(role: str) -> int:
+        """The acting role's own channel (only an admin manages other people's)."""
+        from oncall.notify.models import NotificationChannel
+
+        row = NotificationChannel(
+            circle_id=world.circle.id, user_id=getattr(world, role).id, kind="email",
+            address=f"{role}@example.test", active=True, key_version=1,
+            created_at=now, updated_at=now,
+        )
+        db.session.add(row)
+        db.session.commit()
+        return row.id
+
     contact = f.make_police_contact(world.circle)
     call()  # so that the caller number has history
     return {
@@ -155,6 +193,8 @@ def _fixtures(world) -> dict[str, Callable[[str], Any]]:
         "number": lambda role: NUMBER,
         "visit_id": visit,
         "doctor_id": lambda role: world.doctor.id,
+        "alert_id": alert,
+        "channel_id": channel,
     }
 
 

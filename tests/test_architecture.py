@@ -64,3 +64,30 @@ def test_models_import_no_use_cases_or_views(path: Path) -> None:
 def test_the_checks_see_every_domain() -> None:
     domains = {p.parent.name for p in SOURCES if p.name == "services.py"}
     assert {"accounts", "calls", "circles", "rota", "visits"} <= domains
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((PACKAGE / "notify").rglob("*.py")),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_notify_knows_messages_not_visits_or_alerts(path: Path) -> None:
+    """ARCHITECTURE.md: alerts -> notify, never the reverse; notify knows no visits."""
+    for module, _ in _imports(path):
+        assert not module.startswith(("oncall.alerts", "oncall.visits")), (
+            f"{path} imports {module}"
+        )
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((PACKAGE / "alerts").rglob("*.py")),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_alerts_do_not_use_visit_use_cases(path: Path) -> None:
+    """visits -> alerts (arming deadlines): alerts may read visit rows and share the visit
+    domain's checks, but never call its use cases or views (that would run both ways)."""
+    for module, _ in _imports(path):
+        assert module not in {"oncall.visits.services", "oncall.visits.api"}, (
+            f"{path} imports {module}"
+        )

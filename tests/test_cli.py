@@ -508,3 +508,20 @@ def test_serve_demo_on_sqlite_answers(tmp_path: Path) -> None:
             server.kill()
             server.wait(timeout=10)
         log.close()
+
+
+def test_webhook_secret_prints_what_deliveries_are_signed_with(app: APIFlask, db: Any) -> None:
+    from oncall.notify.signing import sign, webhook_secret
+    from tests import factories as f
+
+    circle = f.make_circle("Cercle signé")
+    other = f.make_circle("Autre cercle signé")
+    result = invoke(app, "webhook-secret", "--circle", "Cercle signé")
+    assert result.exit_code == 0, result.output
+    secret = result.output.strip().splitlines()[-1]
+    assert secret == webhook_secret(app.config["SECRET_KEY"], circle.id)
+    assert secret != webhook_secret(app.config["SECRET_KEY"], other.id)
+    assert sign(secret, 1, b"{}").startswith("sha256=")
+    missing = invoke(app, "webhook-secret", "--circle", "Nope")
+    assert missing.exit_code != 0
+    assert "No circle named" in missing.output

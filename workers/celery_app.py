@@ -1,9 +1,10 @@
 """The Celery application, bound to the Flask application as Flask documents it.
 
 Every task runs inside an application context (:class:`FlaskTask`), so it can use
-the database session and call service functions. The Flask application is built
-the first time a task needs it, in the process that runs the task: importing this
-module reads no settings and connects to nothing.
+the database session and call service functions. A worker builds the Flask
+application when it starts, before forking its pool; elsewhere it is built the
+first time a task needs it. Importing this module reads no settings and connects
+to nothing.
 
 Workers: ``oncall worker`` (queues ``critical`` and ``default``).
 """
@@ -16,7 +17,7 @@ from typing import Any, cast
 
 from celery import Celery, Task
 from celery.app.log import TaskFormatter
-from celery.signals import after_setup_logger, task_postrun, worker_process_init
+from celery.signals import after_setup_logger, task_postrun, worker_init, worker_process_init
 from flask import Flask, has_app_context
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,19 @@ def make_celery(flask_app: Flask | None = None) -> OncallCelery:
 
 
 celery_app = make_celery()
+
+
+@worker_init.connect
+def _build_flask_app_before_the_pool(sender: Any = None, **_: Any) -> None:
+    """A worker builds its Flask application at start, before it forks its pool.
+
+    The first task after a start (often a deadline's wake-up) then runs at once
+    instead of waiting for the application to be built. Should building fail,
+    Celery logs the error and each task tries again when it runs.
+    """
+    app = getattr(sender, "app", None)
+    if isinstance(app, OncallCelery):
+        app.flask_app()
 
 
 @worker_process_init.connect

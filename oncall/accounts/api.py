@@ -9,7 +9,10 @@ from flask import Response, request
 
 from oncall.accounts import services
 from oncall.accounts.auth import current_user, require
+from oncall.accounts.models import User
 from oncall.accounts.schemas import (
+    CodesIn,
+    CodesOut,
     MeOut,
     MeUpdateIn,
     TokenCreatedOut,
@@ -25,6 +28,16 @@ from oncall.accounts.schemas import (
 from oncall.core.clock import utcnow
 
 bp = APIBlueprint("accounts", __name__, tag="Accounts")
+
+#: The user fields ``MeOut`` shows as they are; ``codes_set`` is worked out.
+_ME_FIELDS = tuple(name for name in MeOut().fields if name != "codes_set")
+
+
+def _me(user: User) -> dict[str, Any]:
+    """The current user as ``MeOut``: whether codes are set, never the codes' hashes."""
+    out = {name: getattr(user, name) for name in _ME_FIELDS}
+    out["codes_set"] = user.codes_set_at is not None
+    return out
 
 
 @bp.post("/auth/tokens")
@@ -72,7 +85,7 @@ def revoke_token(token_id: int) -> Response:
 @bp.output(MeOut)
 @bp.doc(summary="The current user")
 def get_me() -> Any:
-    return services.get_me(current_user())
+    return _me(services.get_me(current_user()))
 
 
 @bp.patch("/me")
@@ -81,7 +94,20 @@ def get_me() -> Any:
 @bp.output(MeOut)
 @bp.doc(summary="Change one's name, language, phone, vehicle or password")
 def update_me(data: dict[str, Any]) -> Any:
-    return services.update_me(current_user(), data, utcnow())
+    return _me(services.update_me(current_user(), data, utcnow()))
+
+
+@bp.put("/me/codes")
+@require("doctor")
+@bp.input(CodesIn, arg_name="data")
+@bp.output(CodesOut)
+@bp.doc(
+    summary="Set one's check-in code and duress code (doctors)",
+    description="Both at once: 4 to 8 digits each, different. The codes are never shown again.",
+)
+def set_codes(data: dict[str, Any]) -> Any:
+    user = services.set_codes(current_user(), data, utcnow())
+    return {"codes_set_at": user.codes_set_at}
 
 
 @bp.get("/users")

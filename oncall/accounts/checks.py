@@ -30,6 +30,9 @@ _TEXT_LIMITS = {
 }
 _EMAIL_MAX = 254
 _email_validator = Email()
+#: A doctor's check-in and duress codes: digits only, this many of them.
+CODE_LENGTH = (4, 8)
+_DIGITS = frozenset("0123456789")
 
 
 def normalise_phone(raw: str, country: str) -> str:
@@ -145,3 +148,29 @@ def validate_user(
     elif "password" in data and not creating:
         v.add("password", "Field may not be null.")
     return clean
+
+
+def check_codes(v: Validator, data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A doctor's new ``checkin_code`` and ``duress_code``, or None with the problems in ``v``.
+
+    Both are required, 4 to 8 digits (ASCII only: the phone's keypad sends those),
+    and they must differ: the duress code must never be taken for the check-in code.
+    """
+    low, high = CODE_LENGTH
+    codes: dict[str, str] = {}
+    for field in ("checkin_code", "duress_code"):
+        value = data.get(field)
+        if value is None or value == "":
+            v.add(field, "Missing data for required field.")
+        elif not isinstance(value, str) or not set(value) <= _DIGITS:
+            v.add(field, "Digits only.")
+        elif not low <= len(value) <= high:
+            v.add(field, f"Must be {low} to {high} digits long.")
+        else:
+            codes[field] = value
+    if len(codes) < 2:
+        return None
+    if codes["checkin_code"] == codes["duress_code"]:
+        v.add("duress_code", "Must differ from the check-in code.")
+        return None
+    return codes["checkin_code"], codes["duress_code"]

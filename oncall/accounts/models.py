@@ -32,6 +32,10 @@ class User(db.Model):  # type: ignore[name-defined]
     vehicle_make: Mapped[str | None] = mapped_column(String(60))
     vehicle_colour: Mapped[str | None] = mapped_column(String(40))
     vehicle_plate: Mapped[str | None] = mapped_column(String(20))
+    #: A doctor's check-in code and duress code (argon2 hashes; never equal).
+    checkin_code_hash: Mapped[str | None] = mapped_column(String(255))
+    duress_code_hash: Mapped[str | None] = mapped_column(String(255))
+    codes_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

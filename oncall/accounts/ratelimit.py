@@ -77,8 +77,9 @@ def _prefix() -> str:
     return str(current_app.config.get("RATELIMIT_PREFIX") or DEFAULT_PREFIX)
 
 
-def hit(key: str, limit: int, window_seconds: int, now: datetime) -> Hit:
-    """Count one attempt for ``key`` in the window containing ``now``; never raises."""
+def hit(key: str, limit: int, window_seconds: int, now: datetime, amount: int = 1) -> Hit:
+    """Count ``amount`` attempts (0: only look) for ``key`` in the window containing
+    ``now``; never raises."""
     if window_seconds < 1:
         raise ValueError("window_seconds must be at least 1")
     stamp = int(now.timestamp())
@@ -90,7 +91,7 @@ def hit(key: str, limit: int, window_seconds: int, now: datetime) -> Hit:
         name = f"{_prefix()}{key}:{index}"
         try:
             pipe = client.pipeline(transaction=True)
-            pipe.incr(name)
+            pipe.incrby(name, amount)
             pipe.expire(name, window_seconds + 1)
             count = int(pipe.execute()[0])
             return Hit(key, count, limit, retry_after)
@@ -103,7 +104,7 @@ def hit(key: str, limit: int, window_seconds: int, now: datetime) -> Hit:
             for stale in [k for k, (i, _) in state.memory.items() if i != index]:
                 del state.memory[stale]
         window, count = state.memory.get(name, (index, 0))
-        count = count + 1 if window == index else 1
+        count = count + amount if window == index else amount
         state.memory[name] = (index, count)
     return Hit(key, count, limit, retry_after)
 

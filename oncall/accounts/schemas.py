@@ -7,7 +7,7 @@ from typing import Any
 
 from apiflask import Schema
 from apiflask.fields import Boolean, DateTime, Email, Integer, String
-from apiflask.validators import Length, OneOf, Range
+from apiflask.validators import Length, OneOf, Range, Regexp
 
 from oncall.accounts.models import LANGUAGES, ROLES
 from oncall.core.paging import PageQuery, envelope_schema
@@ -67,6 +67,30 @@ UserPage = envelope_schema(UserOut, "UserPage")
 
 class MeOut(UserOut):
     circle_id = Integer(required=True)
+    codes_set = Boolean(
+        required=True,
+        metadata={"description": "True once the doctor has set a check-in and a duress code."},
+    )
+
+
+_CODE = Regexp(r"^[0-9]{4,8}$", error="4 to 8 digits.")
+
+
+class CodesIn(Schema):
+    checkin_code = String(
+        required=True, validate=_CODE,
+        metadata={"description": "Given with a check-in or check-out: all is well."},
+    )
+    duress_code = String(
+        required=True, validate=_CODE,
+        metadata={"description": "Given instead under duress: the visit goes on as usual and a "
+                  "silent alert reaches the coordinators and the police. Must differ from "
+                  "the check-in code."},
+    )
+
+
+class CodesOut(Schema):
+    codes_set_at = DateTime(required=True)
 
 
 class UserQuery(PageQuery):

@@ -21,6 +21,7 @@ from oncall.accounts.auth import hash_token, new_token
 from oncall.accounts.checks import (
     PASSWORD_MAX,
     PASSWORD_MIN,
+    check_codes,
     clean_text,
     normalise_email,
     normalise_phone,
@@ -28,6 +29,7 @@ from oncall.accounts.checks import (
     valid_email,
     validate_user,
 )
+from oncall.accounts.codes import hash_code
 from oncall.accounts.models import ApiToken, User
 from oncall.accounts.passwords import hash_password, verify_password
 from oncall.circles.models import Circle
@@ -396,6 +398,31 @@ def update_me(actor: User, data: Mapping[str, Any], now: datetime) -> User:
     return user
 
 
+def set_codes(actor: User, data: Mapping[str, Any], now: datetime) -> User:
+    """Set the doctor's own check-in code and duress code (doctors only).
+
+    Both are given at once, 4 to 8 digits each, and different (422 naming the
+    field). Only their argon2 hashes are kept; the timeline records the change,
+    never the codes.
+    """
+    if actor.role != "doctor":
+        raise Forbidden("This needs the role doctor.", code="role_forbidden")
+    v = Validator()
+    reject_unknown(v, data, ("checkin_code", "duress_code"))
+    codes = check_codes(v, data)
+    v.raise_if_any()
+    assert codes is not None
+    checkin, duress = codes
+    user = get_in_circle(User, actor.id, actor.circle_id, what="user", lock=True)
+    user.checkin_code_hash = hash_code(checkin)
+    user.duress_code_hash = hash_code(duress)
+    user.codes_set_at = now
+    record(actor.circle_id, "user", user.id, "user.codes_set", now, actor.id)
+    db.session.commit()
+    logger.info("user %s set their codes", user.id)
+    return user
+
+
 # The field helpers of ``checks`` stay importable from here (the circles domain uses them).
 __all__ = [
     "ADDRESS_LIMIT_FACTOR",
@@ -417,6 +444,7 @@ __all__ = [
     "reject_unknown",
     "require_admin",
     "revoke_token",
+    "set_codes",
     "update_me",
     "update_user",
     "valid_email",

@@ -1,1 +1,1 @@
-"""alerts (built by a later issue)."""
+"""Deadlines, alerts and the escalation engine (ARCHITECTURE.md, "The safety core")."""

@@ -43,7 +43,8 @@ def get_circle() -> Any:
 @require("admin")
 @bp.input(CircleUpdateIn, arg_name="data")
 @bp.output(CircleOut)
-@bp.doc(summary="Change the circle's name, time zone or country")
+@bp.doc(summary="Change the circle's name, time zone, country, deadline settings or police "
+                "protocol reference")
 def update_circle(data: dict[str, Any]) -> Any:
     return services.update_circle(current_user(), data, utcnow())
 

@@ -27,6 +27,14 @@ class Circle(db.Model):  # type: ignore[name-defined]
     country: Mapped[str] = mapped_column(String(2), default="BE")
     #: Bumped to rotate the telephone system's signing secret (derived, never stored).
     telephony_key_version: Mapped[int] = mapped_column(Integer, default=1)
+    #: Arrival deadline when the dispatcher gives no estimate, in minutes after assignment.
+    arrival_minutes: Mapped[int] = mapped_column(Integer, default=45)
+    #: Expected length of a visit: the departure deadline after check-in, in minutes.
+    visit_minutes: Mapped[int] = mapped_column(Integer, default=45)
+    #: How long before the departure deadline the doctor is reminded, in minutes (0: never).
+    reminder_minutes: Mapped[int] = mapped_column(Integer, default=5)
+    #: The circle's reference in its protocol with the police, quoted in every briefing.
+    police_protocol_reference: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -7,6 +7,12 @@ from apiflask.fields import Boolean, DateTime, Email, Integer, List, Nested, Str
 from apiflask.validators import Length, OneOf, Range, Regexp
 
 from oncall.circles.models import ALERT_KINDS, STEP_TARGETS, STOP_ON
+from oncall.circles.services import (
+    ARRIVAL_MINUTES,
+    MAX_PROTOCOL_REFERENCE,
+    REMINDER_MINUTES,
+    VISIT_MINUTES,
+)
 from oncall.core.paging import PageQuery, envelope_schema
 from oncall.core.text import storable
 
@@ -19,6 +25,25 @@ class CircleOut(Schema):
     name = String(required=True)
     timezone = String(required=True)
     country = String(required=True)
+    arrival_minutes = Integer(
+        required=True,
+        metadata={"description": "Arrival deadline after assignment without the dispatcher's "
+                  "estimate, in minutes."},
+    )
+    visit_minutes = Integer(
+        required=True,
+        metadata={"description": "Expected length of a visit: the departure deadline after "
+                  "check-in, in minutes."},
+    )
+    reminder_minutes = Integer(
+        required=True,
+        metadata={"description": "The doctor is reminded this long before the departure "
+                  "deadline, in minutes (0: never)."},
+    )
+    police_protocol_reference = String(
+        required=True, allow_none=True,
+        metadata={"description": "The circle's reference in its protocol with the police."},
+    )
     created_at = DateTime(required=True)
 
 
@@ -28,6 +53,16 @@ class CircleUpdateIn(Schema):
                       metadata={"description": "An IANA time zone, e.g. Europe/Brussels."})
     country = String(validate=Regexp(r"^[A-Za-z]{2}$", error="Must be two letters."),
                      metadata={"description": "ISO 3166 alpha-2, e.g. BE."})
+    arrival_minutes = Integer(strict=True, validate=Range(*ARRIVAL_MINUTES))
+    visit_minutes = Integer(strict=True, validate=Range(*VISIT_MINUTES))
+    reminder_minutes = Integer(
+        strict=True, validate=Range(*REMINDER_MINUTES),
+        metadata={"description": "Less than visit_minutes; 0 for no reminder."},
+    )
+    police_protocol_reference = String(
+        allow_none=True, validate=[Length(max=MAX_PROTOCOL_REFERENCE), storable],
+        metadata={"description": "Null or empty to clear it."},
+    )
 
 
 class ZoneOut(Schema):

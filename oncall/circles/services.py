@@ -59,6 +59,14 @@ from oncall.extensions import db
 
 logger = logging.getLogger(__name__)
 
+#: Bounds of the circle's deadline settings, in minutes (inclusive).
+ARRIVAL_MINUTES = (5, 240)
+VISIT_MINUTES = (5, 480)
+REMINDER_MINUTES = (0, 60)
+MAX_PROTOCOL_REFERENCE = 120
+_SETTINGS = {"arrival_minutes": ARRIVAL_MINUTES, "visit_minutes": VISIT_MINUTES,
+             "reminder_minutes": REMINDER_MINUTES}
+
 
 def _text(v: Validator, data: Mapping[str, Any], name: str, limit: int, *,
           required: bool = False) -> str | None:
@@ -170,15 +178,43 @@ def get_circle(actor: User) -> Circle:
     return db.session.scalars(select(Circle).where(Circle.id == actor.circle_id)).one()
 
 
+def _check_settings(v: Validator, data: Mapping[str, Any], circle: Circle) -> dict[str, Any]:
+    """The deadline settings and the police protocol reference given in ``data``, checked.
+
+    The reminder must come before the departure deadline: ``reminder_minutes`` is
+    less than ``visit_minutes`` (the new values, or the circle's when not given).
+    """
+    clean: dict[str, Any] = {}
+    for name, (low, high) in _SETTINGS.items():
+        if name in data:
+            value = data[name]
+            if v.check(isinstance(value, int) and not isinstance(value, bool)
+                       and low <= value <= high, name,
+                       f"Must be a whole number from {low} to {high}."):
+                clean[name] = value
+    visit = clean.get("visit_minutes", circle.visit_minutes)
+    reminder = clean.get("reminder_minutes", circle.reminder_minutes)
+    if ("visit_minutes" in clean or "reminder_minutes" in clean) and reminder >= visit:
+        field = "reminder_minutes" if "reminder_minutes" in clean else "visit_minutes"
+        v.add(field, f"The reminder ({reminder} min) must come before the end of the visit "
+                     f"({visit} min).")
+    if "police_protocol_reference" in data:
+        clean["police_protocol_reference"] = _text(
+            v, data, "police_protocol_reference", MAX_PROTOCOL_REFERENCE)
+    return clean
+
+
 def update_circle(actor: User, data: Mapping[str, Any], now: datetime) -> Circle:
-    """Change the circle's name, time zone or country (admin only)."""
+    """Change the circle's name, time zone, country, deadline settings or police
+    protocol reference (admin only)."""
     require_admin(actor)
     circle = db.session.scalars(
         select(Circle).where(Circle.id == actor.circle_id).with_for_update()
     ).one()
     v = Validator()
-    reject_unknown(v, data, ("name", "timezone", "country"))
-    clean: dict[str, Any] = {}
+    reject_unknown(v, data, ("name", "timezone", "country", "police_protocol_reference",
+                             *_SETTINGS))
+    clean = _check_settings(v, data, circle)
     if "name" in data:
         name = _text(v, data, "name", 120, required=True)
         if name is not None:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from oncall.core import ids
 from oncall.core.types import BigId, JSONType, UTCDateTime
 from oncall.extensions import db
 
@@ -74,7 +75,7 @@ def record(
         actor_id=actor_id,
         data=jsonable(data),
     )
-    db.session.add(event)
+    ids.add(event)
     return event
 
 

@@ -16,6 +16,7 @@ from oncall.visits.schemas import (
     CancelIn,
     CheckInIn,
     CheckOutIn,
+    ExtendIn,
     ItineraryOut,
     ItineraryQuery,
     VisitCreateIn,
@@ -89,7 +90,12 @@ def get_visit(visit_id: int) -> dict[str, Any]:
 @bp.doc(summary="Assign to a doctor, reassign, or unassign (doctor_id null, with a reason)")
 def assign_visit(visit_id: int, data: dict[str, Any]) -> dict[str, Any]:
     return services.assign_visit(
-        current_user(), visit_id, data["doctor_id"], utcnow(), reason=data.get("reason")
+        current_user(),
+        visit_id,
+        data["doctor_id"],
+        utcnow(),
+        reason=data.get("reason"),
+        arrive_by=data.get("arrive_by"),
     )
 
 
@@ -108,9 +114,29 @@ def cancel_visit(visit_id: int, data: dict[str, Any]) -> dict[str, Any]:
 @visible_visit
 @bp.input(CheckInIn, arg_name="data")
 @bp.output(VisitOut)
-@bp.doc(summary="The visit's doctor arrives (optional location)")
+@bp.doc(
+    summary="The visit's doctor arrives (optional location, code and expected length)",
+    description="Meets the arrival deadline and arms the departure deadline.",
+)
 def check_in(visit_id: int, data: dict[str, Any]) -> dict[str, Any]:
-    return services.check_in(current_user(), visit_id, utcnow(), location=data.get("location"))
+    return services.check_in(
+        current_user(),
+        visit_id,
+        utcnow(),
+        location=data.get("location"),
+        code=data.get("code"),
+        expected_minutes=data.get("expected_minutes"),
+    )
+
+
+@bp.post("/visits/<int:visit_id>/extend")
+@require("doctor")
+@visible_visit
+@bp.input(ExtendIn, arg_name="data")
+@bp.output(VisitOut)
+@bp.doc(summary="The visit's doctor needs longer: the departure deadline moves later")
+def extend_visit(visit_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    return services.extend_visit(current_user(), visit_id, utcnow(), minutes=data.get("minutes"))
 
 
 @bp.post("/visits/<int:visit_id>/check-out")
@@ -118,7 +144,10 @@ def check_in(visit_id: int, data: dict[str, Any]) -> dict[str, Any]:
 @visible_visit
 @bp.input(CheckOutIn, arg_name="data")
 @bp.output(VisitOut)
-@bp.doc(summary="The visit's doctor leaves (optional outcome note and location)")
+@bp.doc(
+    summary="The visit's doctor leaves (optional outcome note, location and code)",
+    description="Meets the departure deadline.",
+)
 def check_out(visit_id: int, data: dict[str, Any]) -> dict[str, Any]:
     return services.check_out(
         current_user(),
@@ -126,6 +155,7 @@ def check_out(visit_id: int, data: dict[str, Any]) -> dict[str, Any]:
         utcnow(),
         outcome_note=data.get("note"),
         location=data.get("location"),
+        code=data.get("code"),
     )
 
 

@@ -30,6 +30,13 @@ MAX_ARRIVAL_AHEAD = timedelta(hours=48)
 MAX_REASON = 2000
 MAX_NOTE = 4000
 MAX_UNASSIGN_REASON = 200
+#: The expected length of a visit a doctor may give at check-in, in minutes.
+EXPECTED_MINUTES = (1, 480)
+#: How much longer a doctor may say a visit will take, in minutes, and the default.
+EXTEND_MINUTES = (1, 240)
+DEFAULT_EXTEND_MINUTES = 15
+#: The longest code accepted with a check-in or check-out (codes are 4 to 8 digits).
+MAX_CODE = 64
 
 
 def is_id(value: Any, maximum: int = MAX_INT) -> bool:
@@ -103,6 +110,19 @@ def check_arrival(v: Validator, data: Mapping[str, Any], now: datetime, tz: str)
             return None
         return now + timedelta(minutes=eta)
     return None
+
+
+def check_minutes(
+    v: Validator, field: str, value: Any, bounds: tuple[int, int]
+) -> int | None:
+    """A whole number of minutes within ``bounds``; None when absent or wrong."""
+    if value is None:
+        return None
+    low, high = bounds
+    if not (_whole(value) and low <= value <= high):
+        v.add(field, f"Must be a whole number from {low} to {high}.")
+        return None
+    return int(value)
 
 
 def check_location(v: Validator, location: Any) -> dict[str, float | None] | None:

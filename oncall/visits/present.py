@@ -1,4 +1,9 @@
-"""Visits as the API shows them: plain dictionaries in the shape of the output schemas."""
+"""Visits as the API shows them: plain dictionaries in the shape of the output schemas.
+
+A visit is shown with its deadlines (arrival and departure, read in one query for
+a whole list) and ``leave_by``, the time the departure deadline expects the doctor
+to leave.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from oncall.accounts.models import User
+from oncall.alerts.models import Deadline
 from oncall.core.timeline import TimelineEvent
 from oncall.extensions import db
 from oncall.rota.models import Shift
@@ -26,10 +32,49 @@ def doctor_names(ids: Sequence[int | None], circle_id: int) -> dict[int, str]:
     return {row.id: row.name for row in rows}
 
 
+#: A visit's deadline rows by kind ("arrival", "departure").
+Deadlines = Mapping[str, Deadline]
+
+
+def deadlines_of(visit_ids: Sequence[int]) -> dict[int, dict[str, Deadline]]:
+    """The deadline rows of the visits, by visit id and kind (one query)."""
+    out: dict[int, dict[str, Deadline]] = {}
+    if not visit_ids:
+        return out
+    for row in db.session.scalars(select(Deadline).where(Deadline.visit_id.in_(set(visit_ids)))):
+        out.setdefault(row.visit_id, {})[row.kind] = row
+    return out
+
+
+def present_deadlines(rows: Deadlines) -> dict[str, Any]:
+    """``{"arrival": {...} | None, "departure": {...} | None}`` as ``DeadlinesOut``."""
+    arrival = rows.get("arrival")
+    departure = rows.get("departure")
+    return {
+        "arrival": None
+        if arrival is None
+        else {"due_at": arrival.due_at, "state": arrival.state},
+        "departure": None
+        if departure is None
+        else {
+            "due_at": departure.due_at,
+            "state": departure.state,
+            "remind_at": departure.remind_at,
+            "extended_minutes": departure.extended_minutes or 0,
+        },
+    }
+
+
 def present_visit(
-    visit: Visit, names: Mapping[int, str], timeline: Sequence[TimelineEvent] | None = None
+    visit: Visit,
+    names: Mapping[int, str],
+    timeline: Sequence[TimelineEvent] | None = None,
+    deadlines: Deadlines | None = None,
 ) -> dict[str, Any]:
-    """A visit as ``VisitOut`` (``VisitDetailOut`` with a timeline); doctor names from ``names``."""
+    """A visit as ``VisitOut`` (``VisitDetailOut`` with a timeline); doctor names from
+    ``names``, deadline rows from ``deadlines`` (read here when not given)."""
+    rows = deadlines if deadlines is not None else deadlines_of([visit.id]).get(visit.id, {})
+    departure = rows.get("departure")
     location = None
     if visit.last_lat is not None and visit.last_lon is not None:
         location = {
@@ -52,6 +97,7 @@ def present_visit(
         "reason": visit.reason,
         "identity_verified": bool(visit.identity_verified),
         "arrive_by": visit.arrive_by,
+        "leave_by": departure.due_at if departure is not None else None,
         "created_at": visit.created_at,
         "updated_at": visit.updated_at,
         "assigned_at": visit.assigned_at,
@@ -61,6 +107,7 @@ def present_visit(
         "cancel_reason": visit.cancel_reason,
         "outcome_note": visit.outcome_note,
         "last_location": location,
+        "deadlines": present_deadlines(rows),
     }
     if timeline is not None:
         out["timeline"] = [event.to_dict() for event in timeline]
@@ -75,7 +122,8 @@ def present_one(visit: Visit, timeline: Sequence[TimelineEvent] | None = None) -
 def present_many(visits: Sequence[Visit], circle_id: int) -> list[dict[str, Any]]:
     """Visits in the given order, their doctors' names read in one query."""
     names = doctor_names([v.doctor_id for v in visits], circle_id)
-    return [present_visit(v, names) for v in visits]
+    rows = deadlines_of([v.id for v in visits])
+    return [present_visit(v, names, deadlines=rows.get(v.id, {})) for v in visits]
 
 
 def present_itinerary(
@@ -83,6 +131,7 @@ def present_itinerary(
 ) -> dict[str, Any]:
     """A doctor's itinerary as ``ItineraryOut``: the window, the current shift, the visits."""
     names = {doctor.id: doctor.name}
+    rows = deadlines_of([v.id for v in visits])
     return {
         "doctor_id": doctor.id,
         "doctor_name": doctor.name,
@@ -96,5 +145,7 @@ def present_itinerary(
             "starts_at": shift.starts_at,
             "ends_at": shift.ends_at,
         },
-        "visits": [present_visit(visit, names) for visit in visits],
+        "visits": [
+            present_visit(visit, names, deadlines=rows.get(visit.id, {})) for visit in visits
+        ],
     }

@@ -1,11 +1,13 @@
 """Reading visits: one visit, its timeline, the list, a doctor's itinerary.
 
 Each read of patient data is written to the access log in the same transaction.
+A doctor reading their own visit does not see its alert events
+(:func:`visible_events`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +17,7 @@ from oncall.accounts.models import User
 from oncall.core.checks import check_instant
 from oncall.core.paging import DEFAULT_LIMIT, envelope, page_of
 from oncall.core.tenancy import scoped
-from oncall.core.timeline import events_for, log_access
+from oncall.core.timeline import TimelineEvent, events_for, log_access
 from oncall.errors import NotFound, Validator
 from oncall.extensions import db
 from oncall.rota.models import Shift
@@ -44,11 +46,27 @@ def ensure_visible(actor: User, visit_id: int) -> None:
         raise visit_not_found(visit_id)
 
 
+#: Timeline events a doctor does not see on their own visit: the alerts about it.
+HIDDEN_FROM_DOCTORS = "alert."
+
+
+def visible_events(actor: User, events: Iterable[TimelineEvent]) -> list[TimelineEvent]:
+    """The events of a visit's timeline that ``actor`` may see.
+
+    A doctor does not see the alert events of their visit. A doctor who gave the
+    duress code may have someone reading over their shoulder: nothing the doctor's
+    screen can show may tell that an alert was opened. The other roles see all.
+    """
+    if actor.role != "doctor":
+        return list(events)
+    return [e for e in events if not e.kind.startswith(HIDDEN_FROM_DOCTORS)]
+
+
 @atomic
 def get_visit(actor: User, visit_id: int, now: datetime) -> dict[str, Any]:
     """One visit with its timeline (a doctor only their own, else 404); logs the read."""
     visit = load_visit(actor, visit_id)
-    timeline = events_for("visit", visit.id, actor.circle_id)
+    timeline = visible_events(actor, events_for("visit", visit.id, actor.circle_id))
     out = present_one(visit, timeline)
     log_access(actor.circle_id, actor.id, "visit", visit.id, now, action="read")
     db.session.commit()
@@ -58,7 +76,8 @@ def get_visit(actor: User, visit_id: int, now: datetime) -> dict[str, Any]:
 def visit_timeline(actor: User, visit_id: int) -> list[dict[str, Any]]:
     """The visit's timeline events, oldest first (a doctor only their own visit, else 404)."""
     visit = load_visit(actor, visit_id)
-    return [event.to_dict() for event in events_for("visit", visit.id, actor.circle_id)]
+    events = visible_events(actor, events_for("visit", visit.id, actor.circle_id))
+    return [event.to_dict() for event in events]
 
 
 @atomic

@@ -15,6 +15,7 @@ from apiflask.fields import (
 )
 from apiflask.validators import Length, OneOf, Range
 
+from oncall.alerts.models import DEADLINE_STATES
 from oncall.core.paging import PageQuery, envelope_schema
 from oncall.core.patient_schemas import (
     Address,
@@ -26,8 +27,12 @@ from oncall.core.patient_schemas import (
     storable_text,
 )
 from oncall.visits.checks import (
+    DEFAULT_EXTEND_MINUTES,
     ETA_MINUTES,
+    EXPECTED_MINUTES,
+    EXTEND_MINUTES,
     MAX_BIGINT,
+    MAX_CODE,
     MAX_INT,
     MAX_NOTE,
     MAX_REASON,
@@ -70,19 +75,51 @@ class AssignIn(Schema):
         metadata={"description": "The doctor to assign; null to unassign (then give a reason)"},
     )
     reason = String(allow_none=True, validate=Length(min=1, max=MAX_UNASSIGN_REASON))
+    arrive_by = DateTime(
+        allow_none=True,
+        metadata={
+            "description": "When the doctor should arrive (the arrival deadline); default: "
+            "the circle's arrival_minutes from now. ISO 8601; without an offset it is the "
+            "circle's local time"
+        },
+    )
 
 
 class CancelIn(Schema):
     reason = String(required=True, validate=Length(min=1, max=MAX_REASON))
 
 
+_CODE_HELP = "The doctor's code, when they have set codes (digits)"
+
+
 class CheckInIn(Schema):
     location = Nested(LocationIn, allow_none=True)
+    code = String(
+        allow_none=True, validate=Length(min=1, max=MAX_CODE), metadata={"description": _CODE_HELP}
+    )
+    expected_minutes = Integer(
+        allow_none=True,
+        strict=True,
+        validate=Range(min=EXPECTED_MINUTES[0], max=EXPECTED_MINUTES[1]),
+        metadata={"description": "How long the visit should take; default: the circle's"},
+    )
 
 
 class CheckOutIn(Schema):
     note = String(allow_none=True, validate=Length(max=MAX_NOTE))
     location = Nested(LocationIn, allow_none=True)
+    code = String(
+        allow_none=True, validate=Length(min=1, max=MAX_CODE), metadata={"description": _CODE_HELP}
+    )
+
+
+class ExtendIn(Schema):
+    minutes = Integer(
+        load_default=DEFAULT_EXTEND_MINUTES,
+        strict=True,
+        validate=Range(min=EXTEND_MINUTES[0], max=EXTEND_MINUTES[1]),
+        metadata={"description": f"Minutes to add (default {DEFAULT_EXTEND_MINUTES})"},
+    )
 
 
 class VisitListQuery(PageQuery):
@@ -121,6 +158,27 @@ class TimelineEventOut(Schema):
     data = Dict(required=True)
 
 
+class ArrivalDeadlineOut(Schema):
+    due_at = DateTime(required=True)
+    state = String(required=True, validate=OneOf(DEADLINE_STATES))
+
+
+class DepartureDeadlineOut(Schema):
+    due_at = DateTime(required=True)
+    state = String(required=True, validate=OneOf(DEADLINE_STATES))
+    remind_at = DateTime(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When the doctor will be reminded; null once sent or if never"},
+    )
+    extended_minutes = Integer(required=True)
+
+
+class DeadlinesOut(Schema):
+    arrival = Nested(ArrivalDeadlineOut, required=True, allow_none=True)
+    departure = Nested(DepartureDeadlineOut, required=True, allow_none=True)
+
+
 class VisitOut(Schema):
     id = Integer(required=True)
     call_id = Integer(required=True)
@@ -135,6 +193,11 @@ class VisitOut(Schema):
     reason = String(allow_none=True)
     identity_verified = Boolean(required=True)
     arrive_by = DateTime(allow_none=True)
+    leave_by = DateTime(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When the doctor is expected to leave (after check-in)"},
+    )
     created_at = DateTime(required=True)
     updated_at = DateTime(required=True)
     assigned_at = DateTime(allow_none=True)
@@ -144,6 +207,7 @@ class VisitOut(Schema):
     cancel_reason = String(allow_none=True)
     outcome_note = String(allow_none=True)
     last_location = Nested(LocationOut, allow_none=True)
+    deadlines = Nested(DeadlinesOut, required=True)
 
 
 #: A page of visits: ``{"items", "limit", "offset", "next_offset"}``, newest first.

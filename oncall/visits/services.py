@@ -1,14 +1,17 @@
 """Visit use cases: creation from a call, assignment, cancellation, check-in/out, itinerary.
 
-Every function is one transaction: it validates, writes the change, the timeline
-events and the access-log rows, and commits once. On any error nothing is
-committed. Results are returned as plain dictionaries, ready to serialise.
+Every function is one transaction: it validates, writes the change, its
+deadlines, the timeline events and the access-log rows, and commits once. On any
+error nothing is committed. Results are returned as plain dictionaries, ready to
+serialise.
 
-This module holds the changes; the reads (one visit, the list, the itinerary)
-are in :mod:`oncall.visits.queries` and are offered here too, so that callers
-need only this module. Input checks are in :mod:`oncall.visits.checks`, the
-output shapes in :mod:`oncall.visits.present`, the assignment rule and the lock
-order in :mod:`oncall.visits.assignment`.
+This module holds the dispatcher's changes; the doctor's (check-in, extension,
+check-out) are in :mod:`oncall.visits.onsite` and the reads (one visit, the list,
+the itinerary) in :mod:`oncall.visits.queries`; both are offered here too, so that
+callers need only this module. Input checks are in :mod:`oncall.visits.checks`,
+the output shapes in :mod:`oncall.visits.present`, the assignment rule and the
+lock order in :mod:`oncall.visits.assignment`, the deadlines and alerts in
+:mod:`oncall.visits.safety`.
 """
 
 from __future__ import annotations
@@ -37,12 +40,10 @@ from oncall.visits.assignment import (
 )
 from oncall.visits.checks import (
     MAX_BIGINT,
-    MAX_NOTE,
     MAX_REASON,
     MAX_UNASSIGN_REASON,
     check_arrival,
     check_doctor,
-    check_location,
     check_patient,
     check_text,
     is_id,
@@ -51,14 +52,19 @@ from oncall.visits.common import (
     DISPATCH_ROLES,
     MANAGE_ROLES,
     atomic,
+    circle_settings,
     circle_timezone,
+    event,
     load_visit,
     locked,
+    move,
     require_role,
 )
-from oncall.visits.models import OPEN_STATES, TRANSITIONS, Visit
+from oncall.visits.models import OPEN_STATES, Visit
+from oncall.visits.onsite import check_in, check_out, extend_visit
 from oncall.visits.present import present_one
 from oncall.visits.queries import ensure_visible, get_visit, itinerary, list_visits, visit_timeline
+from oncall.visits.safety import arm_arrival, cancel_deadlines, default_arrival
 
 __all__ = [
     "assign_visit",
@@ -67,6 +73,7 @@ __all__ = [
     "check_out",
     "create_visit",
     "ensure_visible",
+    "extend_visit",
     "get_visit",
     "itinerary",
     "list_visits",
@@ -74,51 +81,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _event(visit: Visit, kind: str, actor: User | None, now: datetime, **data: Any) -> None:
-    record(visit.circle_id, "visit", visit.id, kind, now, actor.id if actor else None, **data)
-
-
-def _move(
-    visit: Visit,
-    to: str,
-    *,
-    actor: User | None,
-    now: datetime,
-    kind: str,
-    code: str,
-    **data: Any,
-) -> None:
-    """The one place a visit changes state: checks TRANSITIONS, stamps, writes the event.
-
-    Raises :class:`Conflict` (409, ``code``) naming the from and to states when the
-    table does not allow the change.
-    """
-    origin = visit.status
-    if to not in TRANSITIONS.get(origin, frozenset()):
-        raise Conflict(
-            f"Visit {visit.id} is {origin}; it cannot become {to}.",
-            code=code,
-            fields={"status": [f"{origin} -> {to} is not allowed"]},
-        )
-    visit.status = to
-    visit.updated_at = now
-    _event(visit, kind, actor, now, from_status=origin, to_status=to, **data)
-
-
-def _store_location(
-    visit: Visit, location: Mapping[str, float | None] | None, now: datetime
-) -> None:
-    if location is None:
-        return
-    visit.last_lat = location["lat"]
-    visit.last_lon = location["lon"]
-    visit.last_accuracy_m = location.get("accuracy")
-    visit.last_location_at = now
 
 
 # --------------------------------------------------------------------------- use cases
@@ -133,8 +95,11 @@ def create_visit(actor: User, data: Mapping[str, Any], now: datetime) -> dict[st
     open visits (then earliest shift start, then lowest id), serialised per zone and
     per doctor (a doctor on duty in two zones counts every visit given to them);
     with nobody on duty the visit stays ``unassigned`` (``no_doctor_on_duty``).
-    Sets the call's outcome to ``home_visit`` when it had none. 422 on bad input,
-    409 ``call_has_open_visit`` when the call already has an open visit.
+    Sets the call's outcome to ``home_visit`` when it had none. An assigned visit's
+    arrival deadline is armed for the dispatcher's ``arrive_by`` (or ``eta_minutes``)
+    or else the circle's ``arrival_minutes`` from now, and becomes its ``arrive_by``;
+    an unassigned visit has none until it is assigned. 422 on bad input, 409
+    ``call_has_open_visit`` when the call already has an open visit.
     """
     require_role(actor, DISPATCH_ROLES)
     hold_circle(actor.circle_id)
@@ -210,7 +175,7 @@ def create_visit(actor: User, data: Mapping[str, Any], now: datetime) -> dict[st
         visit.identity_verified = bool(data["identity_verified"])
     db.session.add(visit)
     db.session.flush()
-    _event(
+    event(
         visit, "visit.created", actor, now, call_id=call.id, zone_id=zone.id, arrive_by=arrive_by
     )
 
@@ -218,7 +183,7 @@ def create_visit(actor: User, data: Mapping[str, Any], now: datetime) -> dict[st
     if doctor is not None:
         visit.doctor_id = doctor.id
         visit.assigned_at = now
-        _move(
+        move(
             visit,
             "assigned",
             actor=actor,
@@ -230,9 +195,11 @@ def create_visit(actor: User, data: Mapping[str, Any], now: datetime) -> dict[st
             rule="on_duty_fewest_open_visits",
             doctors_on_duty=on_duty_count,
         )
+        due = arrive_by or default_arrival(circle_settings(actor.circle_id), now)
+        arm_arrival(visit, due, now, actor)
     else:
         visit.unassigned_reason = NO_DOCTOR_ON_DUTY
-        _event(
+        event(
             visit,
             "visit.unassigned",
             actor,
@@ -265,7 +232,12 @@ def create_visit(actor: User, data: Mapping[str, Any], now: datetime) -> dict[st
 
 @atomic
 def assign_visit(
-    actor: User, visit_id: int, doctor_id: int | None, now: datetime, reason: str | None = None
+    actor: User,
+    visit_id: int,
+    doctor_id: int | None,
+    now: datetime,
+    reason: str | None = None,
+    arrive_by: datetime | None = None,
 ) -> dict[str, Any]:
     """Assign the visit to an active doctor of the circle, or unassign it (``None``, with a reason).
 
@@ -273,12 +245,17 @@ def assign_visit(
     The doctor's row is locked and their role and ``active`` flag read again under
     the lock (422 ``doctor_id`` when they are no longer an active doctor), so the
     assignment cannot race with their deactivation. The timeline records whether
-    the doctor was on duty in the visit's zone. Assigning the doctor who already
-    has the visit changes nothing.
+    the doctor was on duty in the visit's zone.
+
+    The new doctor's arrival deadline is armed for ``arrive_by`` (naive: the
+    circle's local time; within 48 h) or else the circle's ``arrival_minutes`` from
+    now; unassigning cancels it. Assigning the doctor who already has the visit
+    changes nothing, unless ``arrive_by`` is given: then their deadline moves to it.
     """
     require_role(actor, MANAGE_ROLES)
     v = Validator()
     doctor: User | None = None
+    due: datetime | None = None
     if doctor_id is not None:
         if is_id(doctor_id):
             doctor = db.session.scalars(
@@ -286,8 +263,11 @@ def assign_visit(
             ).first()
         check_doctor(v, doctor)
         check_text(v, "reason", reason, MAX_UNASSIGN_REASON)
+        due = check_arrival(v, {"arrive_by": arrive_by}, now, circle_timezone(actor))
     else:
         check_text(v, "reason", reason, MAX_UNASSIGN_REASON, required=True)
+        if arrive_by is not None:
+            v.add("arrive_by", "Only with a doctor to assign.")
     v.raise_if_any()
 
     hold_circle(actor.circle_id)
@@ -303,12 +283,15 @@ def assign_visit(
         v.raise_if_any()
     previous = visit.doctor_id
     if doctor is not None and previous == doctor.id and visit.status == "assigned":
+        if due is not None:
+            visit.updated_at = now
+            arm_arrival(visit, due, now, actor)
         out = present_one(visit)
-        db.session.commit()  # nothing changed; ends the transaction and its row lock
+        db.session.commit()  # ends the transaction and its row lock
         return out
 
     if doctor is None:
-        _move(
+        move(
             visit,
             "unassigned",
             actor=actor,
@@ -321,9 +304,10 @@ def assign_visit(
         visit.doctor_id = None
         visit.assigned_at = None
         visit.unassigned_reason = reason
+        cancel_deadlines(visit, now, actor, ("arrival",))
     else:
         was_on_duty = on_duty_now(actor.circle_id, visit.zone_id, doctor.id, now)
-        _move(
+        move(
             visit,
             "assigned",
             actor=actor,
@@ -338,6 +322,8 @@ def assign_visit(
         visit.doctor_id = doctor.id
         visit.assigned_at = now
         visit.unassigned_reason = None
+        arm_arrival(visit, due or default_arrival(circle_settings(actor.circle_id), now), now,
+                    actor)
 
     out = present_one(visit)
     db.session.commit()
@@ -349,7 +335,8 @@ def assign_visit(
 def cancel_visit(actor: User, visit_id: int, reason: str | None, now: datetime) -> dict[str, Any]:
     """Cancel an unassigned or assigned visit; a reason is required.
 
-    422 without a reason; 409 ``visit_not_cancellable`` from any other state.
+    Its armed deadlines are cancelled. 422 without a reason; 409
+    ``visit_not_cancellable`` from any other state.
     """
     require_role(actor, MANAGE_ROLES)
     v = Validator()
@@ -357,7 +344,7 @@ def cancel_visit(actor: User, visit_id: int, reason: str | None, now: datetime) 
     v.raise_if_any()
 
     visit = load_visit(actor, visit_id, lock=True)
-    _move(
+    move(
         visit,
         "cancelled",
         actor=actor,
@@ -369,79 +356,9 @@ def cancel_visit(actor: User, visit_id: int, reason: str | None, now: datetime) 
     )
     visit.cancelled_at = now
     visit.cancel_reason = reason
+    cancel_deadlines(visit, now, actor)
 
     out = present_one(visit)
     db.session.commit()
     logger.info("visit %s cancelled", visit.id)
-    return out
-
-
-@atomic
-def check_in(
-    actor: User, visit_id: int, now: datetime, location: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The visit's own doctor arrives: ``assigned`` -> ``on_site``.
-
-    Another doctor's visit is 404; any other state is 409 ``visit_not_checkinable``.
-    """
-    require_role(actor, ("doctor",))
-    v = Validator()
-    place = check_location(v, location)
-    v.raise_if_any()
-
-    visit = load_visit(actor, visit_id, lock=True)
-    _move(
-        visit,
-        "on_site",
-        actor=actor,
-        now=now,
-        kind="visit.checked_in",
-        code="visit_not_checkinable",
-        location=place,
-    )
-    visit.checked_in_at = now
-    _store_location(visit, place, now)
-
-    out = present_one(visit)
-    db.session.commit()
-    logger.info("visit %s: doctor %s checked in", visit.id, actor.id)
-    return out
-
-
-@atomic
-def check_out(
-    actor: User,
-    visit_id: int,
-    now: datetime,
-    outcome_note: str | None = None,
-    location: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The visit's own doctor leaves: ``on_site`` -> ``completed``.
-
-    Another doctor's visit is 404; any other state is 409 ``visit_not_checkoutable``.
-    """
-    require_role(actor, ("doctor",))
-    v = Validator()
-    check_text(v, "note", outcome_note, MAX_NOTE)
-    place = check_location(v, location)
-    v.raise_if_any()
-
-    visit = load_visit(actor, visit_id, lock=True)
-    _move(
-        visit,
-        "completed",
-        actor=actor,
-        now=now,
-        kind="visit.checked_out",
-        code="visit_not_checkoutable",
-        location=place,
-        with_note=outcome_note is not None,
-    )
-    visit.checked_out_at = now
-    visit.outcome_note = outcome_note
-    _store_location(visit, place, now)
-
-    out = present_one(visit)
-    db.session.commit()
-    logger.info("visit %s: doctor %s checked out", visit.id, actor.id)
     return out

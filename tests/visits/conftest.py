@@ -120,6 +120,15 @@ def kinds(visit_id: int) -> list[str]:
     return [e.kind for e in events(visit_id)]
 
 
+def visit_events(visit_id: int) -> list[TimelineEvent]:
+    """The visit's own events (``visit.*``), without those of its deadlines and alerts."""
+    return [e for e in events(visit_id) if e.kind.startswith("visit.")]
+
+
+def visit_kinds(visit_id: int) -> list[str]:
+    return [e.kind for e in visit_events(visit_id)]
+
+
 @pytest.fixture
 def doctors(world: Any) -> list[User]:
     """Three more doctors of the world's circle (lowest id first)."""

@@ -13,7 +13,16 @@ from oncall.extensions import db
 from oncall.visits import services
 from oncall.visits.models import Visit
 from tests import factories as f
-from tests.visits.conftest import NOW, counts, events, kinds, make_call, make_visit, on_shift
+from tests.visits.conftest import (
+    NOW,
+    counts,
+    events,
+    make_call,
+    make_visit,
+    on_shift,
+    visit_events,
+    visit_kinds,
+)
 
 
 def _create(world: Any, call: Call | None = None, **data: Any) -> dict[str, Any]:
@@ -30,8 +39,8 @@ def test_single_doctor_on_duty_gets_the_visit(world):
     assert out["doctor_name"] == world.doctor.name
     assert out["unassigned_reason"] is None
     assert out["assigned_at"] == NOW
-    assert kinds(out["id"]) == ["visit.created", "visit.assigned"]
-    assigned = events(out["id"])[1]
+    assert visit_kinds(out["id"]) == ["visit.created", "visit.assigned"]
+    assigned = visit_events(out["id"])[1]
     assert assigned.actor_id == world.dispatcher.id
     assert assigned.data["doctor_id"] == world.doctor.id
     assert assigned.data["on_duty"] is True
@@ -78,7 +87,7 @@ def test_nobody_on_duty_leaves_the_visit_unassigned_with_a_reason(world, doctors
     assert out["status"] == "unassigned"
     assert out["doctor_id"] is None
     assert out["unassigned_reason"] == "no_doctor_on_duty"
-    evs = events(out["id"])
+    evs = visit_events(out["id"])
     assert [e.kind for e in evs] == ["visit.created", "visit.unassigned"]
     assert evs[1].data["reason"] == "no_doctor_on_duty"
     assert "Nobody is on duty" in evs[1].data["message"]

@@ -10,10 +10,19 @@ import pytest
 from oncall.core.timeline import TimelineEvent
 from oncall.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from oncall.extensions import db
-from oncall.visits import services
+from oncall.visits import common, services
 from oncall.visits.models import STATES, TRANSITIONS, Visit
 from tests import factories as f
-from tests.visits.conftest import NOW, counts, events, kinds, make_call, make_visit, on_shift
+from tests.visits.conftest import (
+    NOW,
+    counts,
+    events,
+    make_call,
+    make_visit,
+    on_shift,
+    visit_events,
+    visit_kinds,
+)
 
 LATER = NOW + timedelta(minutes=10)
 
@@ -64,7 +73,7 @@ def test_every_state_and_operation_follows_the_transition_table(world, state, op
         out = run(world, visit, other)
         assert out["status"] == target
         assert out["updated_at"] == LATER
-        assert len(events(visit.id)) == 1
+        assert len(visit_events(visit.id)) == 1
     else:
         with pytest.raises(Conflict) as exc:
             run(world, visit, other)
@@ -81,14 +90,14 @@ def test_every_state_and_operation_follows_the_transition_table(world, state, op
 def test_the_one_transition_helper_enforces_the_table(world, origin, target):
     visit = make_visit(world.zone, origin, world.doctor)
     if target in TRANSITIONS[origin]:
-        services._move(visit, target, actor=world.admin, now=LATER, kind="visit.test", code="x")
+        common.move(visit, target, actor=world.admin, now=LATER, kind="visit.test", code="x")
         assert (visit.status, visit.updated_at) == (target, LATER)
         db.session.flush()
         (event,) = events_pending(visit.id)
         assert event.data == {"from_status": origin, "to_status": target}
     else:
         with pytest.raises(Conflict) as exc:
-            services._move(visit, target, actor=world.admin, now=LATER, kind="visit.test", code="x")
+            common.move(visit, target, actor=world.admin, now=LATER, kind="visit.test", code="x")
         assert (exc.value.status, exc.value.code) == (409, "x")
         assert origin in exc.value.message
         assert target in exc.value.message
@@ -124,7 +133,7 @@ def test_assign_an_unassigned_visit(world):
         None,
     )
     assert out["assigned_at"] == LATER
-    (event,) = events(visit.id)
+    (event,) = visit_events(visit.id)
     assert event.kind == "visit.assigned"
     assert event.actor_id == world.coordinator.id
     assert event.data["on_duty"] is True
@@ -137,7 +146,7 @@ def test_reassign_to_a_doctor_off_duty_is_recorded(world):
     out = services.assign_visit(world.dispatcher, visit.id, other.id, LATER, reason="Closer")
     assert out["doctor_id"] == other.id
     assert out["doctor_name"] == other.name
-    (event,) = events(visit.id)
+    (event,) = visit_events(visit.id)
     assert event.kind == "visit.reassigned"
     assert event.data["from_doctor_id"] == world.doctor.id
     assert event.data["doctor_id"] == other.id
@@ -165,7 +174,7 @@ def test_unassign_needs_a_reason_and_records_it(world):
     assert (out["status"], out["doctor_id"]) == ("unassigned", None)
     assert out["unassigned_reason"] == "Doctor unwell"
     assert out["assigned_at"] is None
-    (event,) = events(visit.id)
+    (event,) = visit_events(visit.id)
     assert event.kind == "visit.unassigned"
     assert event.data["from_doctor_id"] == world.doctor.id
     assert event.data["reason"] == "Doctor unwell"
@@ -198,7 +207,7 @@ def test_cancel_records_when_why_and_who(world):
     assert out["status"] == "cancelled"
     assert out["cancelled_at"] == LATER
     assert out["cancel_reason"] == "Family took her to hospital"
-    (event,) = events(visit.id)
+    (event,) = visit_events(visit.id)
     assert (event.kind, event.actor_id) == ("visit.cancelled", world.coordinator.id)
     assert event.data["reason"] == "Family took her to hospital"
 
@@ -217,8 +226,8 @@ def test_check_in_and_out_store_times_location_and_note(world):
     assert out["checked_out_at"] == done
     assert out["outcome_note"] == "Sent to hospital"
     assert out["last_location"]["at"] == LATER  # no new position given
-    assert kinds(visit.id) == ["visit.checked_in", "visit.checked_out"]
-    assert all(e.actor_id == world.doctor.id for e in events(visit.id))
+    assert visit_kinds(visit.id) == ["visit.checked_in", "visit.checked_out"]
+    assert all(e.actor_id == world.doctor.id for e in visit_events(visit.id))
 
 
 def test_check_out_location_replaces_the_last_one(world):
@@ -304,11 +313,18 @@ def test_timeline_lists_every_change_in_order(world):
     assert [e["kind"] for e in timeline] == [
         "visit.created",
         "visit.assigned",
+        "deadline.arrival.armed",
         "visit.reassigned",
+        "deadline.arrival.armed",
         "visit.unassigned",
+        "deadline.arrival.cancelled",
         "visit.assigned",
+        "deadline.arrival.armed",
         "visit.checked_in",
+        "deadline.arrival.met",
+        "deadline.departure.armed",
         "visit.checked_out",
+        "deadline.departure.met",
     ]
-    assert [e["actor_id"] for e in timeline] == [world.dispatcher.id] * 5 + [world.doctor.id] * 2
+    assert [e["actor_id"] for e in timeline] == [world.dispatcher.id] * 9 + [world.doctor.id] * 5
     assert timeline == sorted(timeline, key=lambda e: (e["at"], e["id"]))
