@@ -170,11 +170,15 @@ def bootstrap_command(
 
 
 def _print_demo_logins(password: str) -> None:
-    from oncall.demo import demo_logins
+    from oncall.demo import DEMO_CHECKIN_CODE, DEMO_DURESS_CODE, demo_logins
 
     click.echo(f"Demo logins (password for all: {password}):")
     for role, email in demo_logins():
         click.echo(f"  {role:<12} {email}")
+    click.echo(
+        f"Doctors' check-in code: {DEMO_CHECKIN_CODE}; duress code: {DEMO_DURESS_CODE} "
+        "(it answers like the check-in code and silently alerts the coordinator and police)."
+    )
 
 
 @cli.command("demo")
@@ -241,11 +245,8 @@ def user_create_command(
     )
 
 
-@cli.command("telephony-secret")
-@click.option("--circle", "circle_name", required=True, help="Name of the circle.")
-def telephony_secret_command(circle_name: str) -> None:
-    """Print the secret the telephone system signs its webhook calls with."""
-    from oncall.calls.telephony import circle_secret
+def _circle_for_secret(circle_name: str, used_by: str) -> Any:
+    """The named circle, with a warning when the secret key (and so the secret) is random."""
     from oncall.circles.models import Circle
     from oncall.extensions import db
 
@@ -255,9 +256,19 @@ def telephony_secret_command(circle_name: str) -> None:
     if not os.environ.get("ONCALL_SECRET_KEY"):
         click.echo(
             "Warning: ONCALL_SECRET_KEY is not set, so this secret changes at every "
-            "restart. Set ONCALL_SECRET_KEY before configuring the telephone system.",
+            f"restart. Set ONCALL_SECRET_KEY before configuring {used_by}.",
             err=True,
         )
+    return circle
+
+
+@cli.command("telephony-secret")
+@click.option("--circle", "circle_name", required=True, help="Name of the circle.")
+def telephony_secret_command(circle_name: str) -> None:
+    """Print the secret the telephone system signs its webhook calls with."""
+    from oncall.calls.telephony import circle_secret
+
+    circle = _circle_for_secret(circle_name, "the telephone system")
     click.echo(f"Circle id {circle.id} (the X-Oncall-Circle header); its secret:", err=True)
     click.echo(circle_secret(circle, current_app.config["SECRET_KEY"]))
 
@@ -266,19 +277,9 @@ def telephony_secret_command(circle_name: str) -> None:
 @click.option("--circle", "circle_name", required=True, help="Name of the circle.")
 def webhook_secret_command(circle_name: str) -> None:
     """Print the secret the circle's outgoing webhooks are signed with (for receivers)."""
-    from oncall.circles.models import Circle
-    from oncall.extensions import db
     from oncall.notify.signing import webhook_secret
 
-    circle = db.session.scalars(select(Circle).where(Circle.name == circle_name)).first()
-    if circle is None:
-        raise click.ClickException(f"No circle named {circle_name!r}.")
-    if not os.environ.get("ONCALL_SECRET_KEY"):
-        click.echo(
-            "Warning: ONCALL_SECRET_KEY is not set, so this secret changes at every "
-            "restart. Set ONCALL_SECRET_KEY before configuring a receiver.",
-            err=True,
-        )
+    circle = _circle_for_secret(circle_name, "a receiver")
     click.echo(
         f"Circle id {circle.id}; webhooks carry X-Oncall-Timestamp and X-Oncall-Signature "
         "(sha256=HMAC-SHA256(secret, timestamp + '.' + body)); the secret:",

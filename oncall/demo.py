@@ -22,10 +22,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from oncall.accounts.models import User
-from oncall.accounts.services import create_user, update_me
+from oncall.accounts.services import create_user, set_codes, update_me
 from oncall.calls.services import create_call, update_call
 from oncall.circles.models import Circle
-from oncall.circles.services import create_circle, create_police_contact, create_zone
+from oncall.circles.services import (
+    create_circle,
+    create_police_contact,
+    create_zone,
+    update_circle,
+)
 from oncall.core.clock import as_utc, to_local
 from oncall.extensions import db
 from oncall.rota.services import local_shift_times, plan_shifts
@@ -36,6 +41,9 @@ logger = logging.getLogger(__name__)
 DEMO_CIRCLE = "Cercle de démonstration"
 #: One password shared by every demo login (printed by ``oncall demo``).
 DEMO_PASSWORD = "oncall-demo-1234"  # noqa: S105 - printed to every demo user on purpose
+#: Every demo doctor's check-in code and duress code (printed with the logins).
+DEMO_CHECKIN_CODE = "2468"
+DEMO_DURESS_CODE = "1357"
 DEMO_TIMEZONE = "Europe/Brussels"
 #: Local hours at which shifts change: the day runs 08:00-19:00, the night 19:00-08:00.
 DAY_START = time(8, 0)
@@ -212,7 +220,11 @@ def _populate(admin: User, now: datetime, since: datetime, password: str) -> dic
     update_me(admin, {"phone": _ADMIN_PHONE}, since)
     zones = [create_zone(admin, data, since) for data in _ZONES]
     create_police_contact(admin, _POLICE, since)
+    update_circle(admin, {"police_protocol_reference": _POLICE["protocol_reference"]}, since)
     users = [create_user(admin, {**data, "password": password}, since) for data in _USERS]
+    for doctor in (u for u in users if u.role == "doctor"):
+        set_codes(doctor, {"checkin_code": DEMO_CHECKIN_CODE,
+                           "duress_code": DEMO_DURESS_CODE}, since)
     staff = {u.role: u for u in users if u.role != "doctor"}
     doctors = [u for u in users if u.role == "doctor"]
     shifts = 0

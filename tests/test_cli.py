@@ -492,6 +492,25 @@ def test_serve_demo_on_sqlite_answers(tmp_path: Path) -> None:
         )
         assert me.status_code == 200, me.text
         assert me.json()["email"] == email
+
+        # The safety core runs in this one process: a panic escalates at once.
+        logins = dict((role, e) for role, e in reversed(demo_logins()))
+
+        def bearer(role: str) -> dict[str, str]:
+            answer = requests.post(
+                f"{base}/api/v1/auth/tokens",
+                json={"email": logins[role], "password": DEMO_PASSWORD},
+                timeout=10,
+            )
+            return {"Authorization": f"Bearer {answer.json()['token']}"}
+
+        pressed = requests.post(f"{base}/api/v1/panic", json={}, headers=bearer("doctor"),
+                                timeout=10)
+        assert pressed.status_code == 201, pressed.text
+        alert = requests.get(f"{base}/api/v1/alerts/{pressed.json()['alert_id']}",
+                             headers=bearer("coordinator"), timeout=10).json()
+        assert alert["kind"] == "panic"
+        assert {c["target"] for c in alert["claims"]} == {"coordinator", "police"}
         out = output()
         assert f"http://localhost:{port}/" in out
         assert DEMO_PASSWORD in out

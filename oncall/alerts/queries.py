@@ -8,10 +8,9 @@ patient's data finds it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from sqlalchemy import case
 
@@ -19,67 +18,24 @@ from oncall.accounts.models import User
 from oncall.alerts import briefing as briefings
 from oncall.alerts.models import ALERT_STATES, Alert, EscalationClaim
 from oncall.alerts.present import briefing_page, present_detail, present_many
-from oncall.alerts.schemas import MAX_BIGINT, MAX_INT
+from oncall.alerts.schemas import MAX_BIGINT
 from oncall.circles.models import ALERT_KINDS, Circle
 from oncall.circles.services import police_contacts_for_zone
 from oncall.core.paging import DEFAULT_LIMIT, check_page, envelope, page_of
 from oncall.core.tenancy import scoped
-from oncall.core.text import unstorable_reason
 from oncall.core.timeline import events_for, log_access
-from oncall.errors import Forbidden, NotFound, Validator
+from oncall.errors import NotFound, Validator
 from oncall.extensions import db
 from oncall.notify.models import OutboxMessage
-
-P = ParamSpec("P")
-R = TypeVar("R")
+from oncall.visits.checks import check_text, is_id
+from oncall.visits.common import atomic, require_role
 
 #: Roles that read alerts (a doctor only reaches their own panic, to cancel it).
 READ_ROLES = ("dispatcher", "coordinator", "admin")
 
 
-# --------------------------------------------------------------------------- shared helpers
-# (the alerts' use cases may read visit rows but not use the visits' helpers)
-
-
-def atomic(fn: Callable[P, R]) -> Callable[P, R]:
-    """Roll the session back (releasing row locks) when the use case fails."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except BaseException:
-            db.session.rollback()
-            raise
-
-    return wrapper
-
-
-def require_role(actor: User, roles: Sequence[str]) -> None:
-    """Forbidden (403 ``role_forbidden``) unless ``actor`` has one of ``roles``."""
-    if actor.role not in roles:
-        raise Forbidden(f"This needs the role {' or '.join(sorted(roles))}.", code="role_forbidden")
-
-
-def is_id(value: Any, maximum: int = MAX_INT) -> bool:
-    """True for a whole number (not a boolean) from 1 to ``maximum``."""
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= maximum
-
-
-def check_text(v: Validator, field: str, value: Any, limit: int, *, required: bool = False) -> None:
-    """A storable string of at most ``limit`` characters (not blank when ``required``)."""
-    if value is None:
-        if required:
-            v.add(field, "Missing data for required field.")
-        return
-    if not isinstance(value, str):
-        v.add(field, "Not a valid string.")
-    elif reason := unstorable_reason(value):
-        v.add(field, reason)
-    elif required and not value.strip():
-        v.add(field, "Must not be blank.")
-    elif len(value) > limit:
-        v.add(field, f"Longer than maximum length {limit}.")
+# The visits' helpers serve here too: alerts read visit rows and share their checks.
+__all__ = ["atomic", "check_text", "is_id", "require_role"]
 
 
 def circle_timezone(circle_id: int) -> str:

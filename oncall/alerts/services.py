@@ -48,6 +48,8 @@ from oncall.errors import Conflict, NotFound, ValidationFailed, Validator
 from oncall.extensions import db
 from oncall.notify import outbox
 from oncall.notify.stream import publish
+from oncall.visits.checks import check_location
+from oncall.visits.common import locked
 from oncall.visits.models import Visit
 
 __all__ = [
@@ -76,43 +78,8 @@ CANCELLED = "cancelled"
 # --------------------------------------------------------------------------- helpers
 
 
-def _locked(stmt: Any, *, key_share: bool = False) -> Any:
-    """``SELECT ... FOR UPDATE`` (``FOR NO KEY UPDATE`` with ``key_share``), rows refreshed."""
-    return stmt.with_for_update(key_share=key_share).execution_options(populate_existing=True)
-
-
 def _visit_not_found(visit_id: int) -> NotFound:
     return NotFound(f"No visit {visit_id}.", code="visit_not_found")
-
-
-def _check_location(v: Validator, location: Any) -> dict[str, float | None] | None:
-    """A ``{lat, lon, accuracy}`` object, checked; None when absent."""
-    if location is None:
-        return None
-    if not isinstance(location, Mapping):
-        v.add("location", "Not a valid object.")
-        return None
-    out: dict[str, float | None] = {"accuracy": None}
-    for key, low, high, required in (
-        ("lat", -90.0, 90.0, True),
-        ("lon", -180.0, 180.0, True),
-        ("accuracy", 0.0, 1_000_000.0, False),
-    ):
-        value = location.get(key)
-        if value is None:
-            if required:
-                v.add(f"location.{key}", "Missing data for required field.")
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-            v.add(f"location.{key}", "Not a valid number.")
-        elif not low <= value <= high:
-            v.add(f"location.{key}", f"Must be between {low:g} and {high:g}.")
-        else:
-            out[key] = float(value)
-    for key in location:
-        if key not in ("lat", "lon", "accuracy"):
-            v.add(f"location.{key}", "Unknown field.")
-    return out
 
 
 def _lock(actor: User, alert_id: int) -> Alert:
@@ -138,12 +105,12 @@ def _panic_visit(actor: User, visit_id: int | None) -> Visit | None:
         if not is_id(visit_id, MAX_BIGINT):
             raise _visit_not_found(visit_id)
         visit: Visit | None = db.session.scalars(
-            _locked(mine.where(Visit.id == visit_id), key_share=True)
+            locked(mine.where(Visit.id == visit_id), key_share=True)
         ).first()
         if visit is None:
             raise _visit_not_found(visit_id)
         return visit
-    on_site = db.session.scalars(_locked(
+    on_site = db.session.scalars(locked(
         mine.where(Visit.status == "on_site")
         .order_by(Visit.checked_in_at.desc().nulls_last(), Visit.id.desc())
         .limit(1),
@@ -151,7 +118,7 @@ def _panic_visit(actor: User, visit_id: int | None) -> Visit | None:
     )).first()
     if on_site is not None:
         return on_site
-    upcoming: Visit | None = db.session.scalars(_locked(
+    upcoming: Visit | None = db.session.scalars(locked(
         mine.where(Visit.status == "assigned")
         .order_by(Visit.arrive_by.asc().nulls_last(), Visit.created_at, Visit.id)
         .limit(1),
@@ -196,7 +163,7 @@ def panic(
     """
     require_role(actor, ("doctor",))
     v = Validator()
-    place = _check_location(v, location)
+    place = check_location(v, location)
     v.raise_if_any()
 
     visit = _panic_visit(actor, visit_id)
@@ -238,7 +205,7 @@ REPRESS_WINDOW = timedelta(minutes=2)
 def _recent_panic(actor: User, visit: Visit | None, now: datetime) -> Alert | None:
     """The doctor's active panic about the same visit opened in the last two minutes."""
     same_visit = Alert.visit_id.is_(None) if visit is None else Alert.visit_id == visit.id
-    found: Alert | None = db.session.scalars(_locked(
+    found: Alert | None = db.session.scalars(locked(
         scoped(Alert, actor.circle_id)
         .where(Alert.kind == "panic", Alert.doctor_id == actor.id,
                Alert.status.in_(ACTIVE_ALERT_STATES), same_visit,
@@ -255,7 +222,7 @@ def _duress(actor: User, panic_alert: Alert, now: datetime) -> Alert:
         Alert.visit_id.is_(None) if panic_alert.visit_id is None
         else Alert.visit_id == panic_alert.visit_id
     )
-    active: Alert | None = db.session.scalars(_locked(
+    active: Alert | None = db.session.scalars(locked(
         scoped(Alert, actor.circle_id)
         .where(Alert.kind == "duress", Alert.doctor_id == actor.id,
                Alert.status.in_(ACTIVE_ALERT_STATES), same_visit)
