@@ -63,6 +63,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> APIFlask:
 
     dispatch.init_app(app)
 
+    from oncall.alerts import receipts
+
+    receipts.register()
+
     from oncall.api import register_api
 
     register_api(app)
