@@ -363,7 +363,20 @@ def worker_command(celery_args: Sequence[str]) -> None:
     from workers.celery_app import celery_app
 
     argv = ["worker", "--queues", WORKER_QUEUES, "--loglevel", settings.log_level, *celery_args]
-    celery_app.worker_main(argv)
+    # Celery's own entry point, called so that its exit status is kept: a worker
+    # that dies (for example when the broker vanishes under it) must exit non-zero,
+    # or a supervisor that restarts failed processes would leave it down.
+    from celery.bin.celery import celery as celery_main
+
+    celery_main.params[0].default = celery_app
+    try:
+        code = celery_main.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        code = stop.exit_code
+    finally:
+        celery_main.params[0].default = None
+    if isinstance(code, int) and code != 0:
+        raise SystemExit(code)
 
 
 @cli.command("scheduler", with_appcontext=False)
