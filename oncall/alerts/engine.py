@@ -360,7 +360,8 @@ def process_due(now: datetime, *, limit: int = 200) -> Pass:
     try:
         with db.session.no_autoflush, ids.pooled():
             _pass(now, limit, result, directory)
-        result.outbox_ids = outbox.take_new()
+            ids.flush_queued()
+            result.outbox_ids = outbox.take_new()
         db.session.commit()
     except BaseException:
         db.session.rollback()

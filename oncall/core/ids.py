@@ -18,12 +18,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, insert, text
+from sqlalchemy.orm import Session
 
 from oncall.extensions import db
 
 BLOCK = 256
 _POOL_KEY = "oncall.id_pool"
+_QUEUED_KEY = "oncall.queued_rows"
 
 
 class IdPool:
@@ -64,6 +66,7 @@ def pooled() -> Iterator[None]:
         yield
     finally:
         db.session.info.pop(_POOL_KEY, None)
+        db.session.info.pop(_QUEUED_KEY, None)
 
 
 def add(row: Any) -> None:
@@ -80,3 +83,36 @@ def add_with_id(row: Any) -> int:
     if row.id is None:
         db.session.flush()
     return int(row.id)
+
+
+def queue_row(model: Any, values: dict[str, Any]) -> int | None:
+    """In a pooled pass, queue a row that nothing in the pass reads back, for one
+    bulk insert per table at :func:`flush_queued`; returns its id. Outside a pass,
+    None: the caller adds an ORM object instead.
+
+    Timeline events, stream events and outbox rows of a sweep are written this
+    way: no ORM object per row, one pipelined ``executemany`` per table.
+    """
+    pool = _pool()
+    if pool is None:
+        return None
+    values["id"] = pool.take(model.__table__.name)
+    queued: dict[Any, list[dict[str, Any]]] = db.session.info.setdefault(_QUEUED_KEY, {})
+    queued.setdefault(model, []).append(values)
+    return int(values["id"])
+
+
+def flush_queued() -> None:
+    """Flush the session, then insert the queued rows (they may refer to its rows)."""
+    queued: dict[Any, list[dict[str, Any]]] | None = db.session.info.pop(_QUEUED_KEY, None)
+    db.session.flush()
+    for model, rows in (queued or {}).items():
+        db.session.execute(insert(model), rows)
+
+
+def _forget(session: Session, previous: Any) -> None:
+    if not getattr(previous, "nested", False):
+        session.info.pop(_QUEUED_KEY, None)
+
+
+event.listen(Session, "after_soft_rollback", _forget)

@@ -64,19 +64,19 @@ def record(
     at: datetime,
     actor_id: int | None = None,
     **data: Any,
-) -> TimelineEvent:
+) -> None:
     """Add a timeline event to the current transaction (the caller commits)."""
-    event = TimelineEvent(
-        circle_id=circle_id,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        kind=kind,
-        at=at,
-        actor_id=actor_id,
-        data=jsonable(data),
-    )
-    ids.add(event)
-    return event
+    values = {
+        "circle_id": circle_id,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "kind": kind,
+        "at": at,
+        "actor_id": actor_id,
+        "data": jsonable(data),
+    }
+    if ids.queue_row(TimelineEvent, values) is None:
+        db.session.add(TimelineEvent(**values))
 
 
 def log_access(

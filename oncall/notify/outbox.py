@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from oncall.core import dispatch
 from oncall.core.clock import utcnow
-from oncall.core.ids import add as add_row
+from oncall.core.ids import queue_row
 from oncall.extensions import db
 from oncall.notify.channels.base import Channel, DeliveryFailed, Outgoing
 from oncall.notify.models import DeliveryAttempt, OutboxMessage
@@ -83,39 +83,47 @@ def add(
     claim_id: int | None = None,
     channel_id: int | None = None,
     stop_on: str | None = None,
-) -> OutboxMessage:
-    """Write one message to the outbox in the current transaction; sent after commit."""
-    row = OutboxMessage(
-        circle_id=circle_id,
-        purpose=purpose,
-        alert_id=alert_id,
-        deadline_id=deadline_id,
-        claim_id=claim_id,
-        stop_on=stop_on,
-        recipient_type=recipient_type,
-        recipient_id=recipient_id,
-        channel_id=channel_id,
-        channel=channel,
-        address=address,
-        subject=subject[:200],
-        body=body,
-        payload=payload,
-        state="pending",
-        attempts=0,
-        created_at=now,
-        next_attempt_at=now,
-    )
-    add_row(row)
-    db.session.info.setdefault(_NEW_ROWS, []).append(row)
-    return row
+) -> None:
+    """Write one message to the outbox in the current transaction; sent after commit.
+
+    Inside an engine pass the row is queued for a bulk insert (see
+    :func:`oncall.core.ids.queue_row`); :func:`take_new` gives the ids either way."""
+    values: dict[str, Any] = {
+        "circle_id": circle_id,
+        "purpose": purpose,
+        "alert_id": alert_id,
+        "deadline_id": deadline_id,
+        "claim_id": claim_id,
+        "stop_on": stop_on,
+        "recipient_type": recipient_type,
+        "recipient_id": recipient_id,
+        "channel_id": channel_id,
+        "channel": channel,
+        "address": address,
+        "subject": subject[:200],
+        "body": body,
+        "payload": payload,
+        "state": "pending",
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+    }
+    new: list[OutboxMessage | int] = db.session.info.setdefault(_NEW_ROWS, [])
+    queued = queue_row(OutboxMessage, values)
+    if queued is not None:
+        new.append(queued)
+        return
+    row = OutboxMessage(**values)
+    db.session.add(row)
+    new.append(row)
 
 
 def take_new() -> list[int]:
     """Ids of the rows :func:`add` wrote in the current transaction (flushed now)."""
-    rows: list[OutboxMessage] = db.session.info.pop(_NEW_ROWS, [])
-    if rows:
+    rows: list[OutboxMessage | int] = db.session.info.pop(_NEW_ROWS, [])
+    if any(not isinstance(row, int) for row in rows):
         db.session.flush()
-    return [row.id for row in rows]
+    return [row if isinstance(row, int) else row.id for row in rows]
 
 
 def hand_off_new() -> list[int]:

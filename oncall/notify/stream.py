@@ -35,17 +35,22 @@ def channel_name(circle_id: int) -> str:
 
 def publish(
     circle_id: int, kind: str, subject_type: str, subject_id: int, now: datetime, **data: Any
-) -> StreamEvent:
-    """Add a stream event to the current transaction; nudge listeners after commit."""
-    row = StreamEvent(
-        circle_id=circle_id,
-        at=now,
-        kind=kind,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        data=jsonable(data),
-    )
-    ids.add(row)
+) -> StreamEvent | None:
+    """Add a stream event to the current transaction; nudge listeners after commit.
+
+    Returns the row, or None inside an engine pass (written in bulk then)."""
+    values = {
+        "circle_id": circle_id,
+        "at": now,
+        "kind": kind,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "data": jsonable(data),
+    }
+    row: StreamEvent | None = None
+    if ids.queue_row(StreamEvent, values) is None:
+        row = StreamEvent(**values)
+        db.session.add(row)
     pending: set[int] = db.session.info.setdefault(_NUDGES, set())
     if circle_id not in pending:
         pending.add(circle_id)
