@@ -83,11 +83,12 @@ def add(
     claim_id: int | None = None,
     channel_id: int | None = None,
     stop_on: str | None = None,
-) -> None:
+) -> OutboxMessage | None:
     """Write one message to the outbox in the current transaction; sent after commit.
 
-    Inside an engine pass the row is queued for a bulk insert (see
-    :func:`oncall.core.ids.queue_row`); :func:`take_new` gives the ids either way."""
+    Returns the row; inside an engine pass, None: the row is queued for a bulk
+    insert (see :func:`oncall.core.ids.queue_row`). :func:`take_new` gives the
+    ids either way."""
     values: dict[str, Any] = {
         "circle_id": circle_id,
         "purpose": purpose,
@@ -112,10 +113,11 @@ def add(
     queued = queue_row(OutboxMessage, values)
     if queued is not None:
         new.append(queued)
-        return
+        return None
     row = OutboxMessage(**values)
     db.session.add(row)
     new.append(row)
+    return row
 
 
 def take_new() -> list[int]:
