@@ -27,7 +27,9 @@ from datetime import timedelta
 from bench.safety_common import (
     COORDINATOR_AT_ONCE,
     Deployment,
+    cpu_snapshot,
     fmt_stats,
+    print_cpu,
     print_machine,
     print_stages,
     say,
@@ -50,11 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=4, help="pool size of each worker")
     parser.add_argument("--batch", type=int, default=50, help="deadlines per arming commit")
+    parser.add_argument("--engine-batch", type=int, default=None,
+                        help="ONCALL_SWEEP_BATCH_SIZE of the processes (default: the setting's)")
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
     n = args.deadlines
 
-    with Deployment(NAME) as dep:
+    env = {"ONCALL_SWEEP_BATCH_SIZE": str(args.engine_batch)} if args.engine_batch else {}
+    with Deployment(NAME, env=env) as dep:
         print_machine(NAME, dep.broker_url)
         world = dep.make_world()
         receiver = dep.start_receiver([world.circle_id])
@@ -78,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # Wait for the burst, then watch the database (alerts committed) and the receiver.
         wait_for(lambda: utcnow() >= second, margin + 5, dep, interval=0.01)
+        cpu_before, wall_before = cpu_snapshot(dep), time.monotonic()
         s_ts = second.timestamp()
         opened_at: float | None = None
         limit = time.monotonic() + args.timeout
@@ -90,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.05)
         if opened_at is None and dep.scalar("SELECT count(*) FROM alerts") >= n:
             opened_at = time.time()
+        cpu_after, wall_after = cpu_snapshot(dep), time.monotonic()
         first = receiver.first_by_key()
         received = [r.received_at for r in first.values()]
         all_received = len(first) >= n
@@ -101,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"[{NAME}] {n} deadlines due within {args.spread:g} s of S; worker(s) "
               f"{args.workers} x prefork {args.concurrency}; scheduler sweep "
-              f"{dep.settings.scheduler_sweep_seconds:g} s")
+              f"{dep.settings.scheduler_sweep_seconds:g} s; engine batch "
+              f"{args.engine_batch or dep.settings.sweep_batch_size}")
         print(f"[{NAME}] first engine pass started S+{first_opened.timestamp() - s_ts:.3f} s, "
               f"last S+{last_pass.timestamp() - s_ts:.3f} s")
         print(f"[{NAME}] all {n} alerts committed by S+{opened:.2f} s (polled every 50 ms)")
@@ -109,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
               f"S+{last_received:.2f} s; keys received twice: {len(receiver.repeated_keys())}")
         print(f"[{NAME}] per message, due_at -> received: {fmt_stats(lags)}")
         print_stages(NAME, stages(dep, first))
+        print_cpu(NAME, cpu_before, cpu_after, wall_after - wall_before, n, "deadline")
         print(f"[{NAME}] deadlines marked missed, by process: {dep.moved_by()}")
         trouble = dep.trouble()
         if trouble:

@@ -24,7 +24,9 @@ from datetime import timedelta
 from bench.safety_common import (
     COORDINATOR_AT_ONCE,
     Deployment,
+    cpu_snapshot,
     fmt_stats,
+    print_cpu,
     print_machine,
     print_stages,
     say,
@@ -48,12 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=4, help="pool size of each worker")
     parser.add_argument("--batch", type=int, default=50, help="deadlines per arming commit")
+    parser.add_argument("--engine-batch", type=int, default=None,
+                        help="ONCALL_SWEEP_BATCH_SIZE of the processes (default: the setting's)")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds after the last deadline to wait for deliveries")
     args = parser.parse_args(argv)
     n = args.deadlines
 
-    with Deployment(NAME) as dep:
+    env = {"ONCALL_SWEEP_BATCH_SIZE": str(args.engine_batch)} if args.engine_batch else {}
+    with Deployment(NAME, env=env) as dep:
         print_machine(NAME, dep.broker_url)
         world = dep.make_world()
         receiver = dep.start_receiver([world.circle_id])
@@ -76,9 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         if margin < 0:
             say(NAME, "WARNING: arming ran past the first deadline; raise --lead")
 
+        cpu_before, wall_before = cpu_snapshot(dep), time.monotonic()
         last_due = plan[-1][1]
         limit = (last_due - utcnow()).total_seconds() + args.timeout
         done = wait_for(lambda: len(receiver.first_by_key()) >= n, limit, dep, interval=0.5)
+        cpu_after, wall_after = cpu_snapshot(dep), time.monotonic()
         first = receiver.first_by_key()
         lags = [r.received_at - r.due_at for r in first.values() if r.due_at is not None]
         alerts = dep.scalar("SELECT count(*) FROM alerts")
@@ -87,11 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         s = stats(lags)
         print(f"[{NAME}] {n} deadlines due over {args.window:g} s; worker(s) "
               f"{args.workers} x prefork {args.concurrency}; scheduler sweep "
-              f"{dep.settings.scheduler_sweep_seconds:g} s")
+              f"{dep.settings.scheduler_sweep_seconds:g} s; engine batch "
+              f"{args.engine_batch or dep.settings.sweep_batch_size}")
         print(f"[{NAME}] alerts opened: {alerts}; coordinator messages received: "
               f"{len(first)}; keys received twice: {len(repeated)}")
         print(f"[{NAME}] lag due_at -> received: {fmt_stats(lags)}")
         print_stages(NAME, stages(dep, first))
+        print_cpu(NAME, cpu_before, cpu_after, wall_after - wall_before, n, "deadline")
         print(f"[{NAME}] deadlines marked missed, by process: {dep.moved_by()}")
         trouble = dep.trouble()
         if trouble:

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         receiver = dep.start_receiver([world.circle_id])
         dep.add_webhook(world.circle_id, "coordinator", user_id=world.coordinator_id)
         dep.set_policy(world.circle_id, "missed_arrival", COORDINATOR_AT_ONCE)
-        arming_seconds = args.before + args.after - args.lead
+        arming_seconds = args.before + args.after
         visits = dep.bulk_visits(world, int(args.rate * arming_seconds) + 100)
         dep.start_workers(args.workers, args.concurrency)
         dep.supervise_workers(args.concurrency)

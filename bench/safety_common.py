@@ -366,6 +366,11 @@ class ReceiverProcess:
 # --------------------------------------------------------------------------- deployment
 
 
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+
 @dataclass
 class World:
     """A circle with a zone, a coordinator, a dispatcher, doctors (and bearer tokens)."""
@@ -407,6 +412,9 @@ class Deployment:
 
     def __enter__(self) -> Self:
         stack = self._stack
+        # SIGTERM ends the benchmark like Ctrl+C: through the cleanup below.
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        stack.callback(signal.signal, signal.SIGTERM, previous)
         try:
             self.dir = Path(tempfile.mkdtemp(prefix=f"oncall-bench-{self.name}-"))
             say(self.name, f"logs in {self.dir}")
@@ -566,7 +574,7 @@ class Deployment:
         docs = [f.make_user(circle, "doctor") for _ in range(doctors)]
         world = World(circle.id, zone.id, coordinator.id, dispatcher.id, [d.id for d in docs])
         if police:
-            world.police_id = f.make_police_contact(circle, zone).id
+            world.police_id = f.make_police_contact(circle).id  # circle-wide
         if shifts:
             start = utcnow() - timedelta(hours=1)
             for doc in docs:
@@ -751,3 +759,85 @@ def run_call_logger(base_url: str, token: str, rate: float, stop: Any, results: 
         failures += 0 if ok else 1
     session.close()
     results.put((len(latencies), latencies, failures))
+
+
+# --------------------------------------------------------------------------- cpu
+
+
+def _stat(pid: str) -> tuple[int, float, float] | None:
+    """(process group, own CPU ticks, reaped children's CPU ticks) of a process."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2:].split()
+    # fields[0] is the state; utime, stime, cutime, cstime are fields 14-17 of stat.
+    return int(fields[2]), float(fields[11]) + float(fields[12]), float(fields[13]) + float(
+        fields[14])
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine spent busy since boot (all cores)."""
+    first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [float(x) for x in first]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(dep: Deployment) -> dict[str, float]:
+    """CPU seconds used so far by each part of the deployment, and by the machine.
+
+    Parts: the workers (every pool process included), the scheduler, the web
+    server, the receiver, this benchmark process, the PostgreSQL backends serving
+    the benchmark's database (those connected now), the private Redis; ``machine``
+    is everything the machine did, including other programs.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    groups: dict[int, str] = {}
+    for proc in dep.procs.processes:
+        groups[proc.pid] = "workers" if proc.name.startswith("worker") else proc.name
+    if dep.receiver is not None:
+        groups[dep.receiver.proc.pid] = "receiver"
+    if dep.redis is not None and dep.redis.proc is not None:
+        groups[dep.redis.proc.pid] = "redis"
+    database = dep.db_url.rsplit("/", 1)[-1]
+    used: dict[str, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = _stat(entry)
+        if stat is None:
+            continue
+        group, own, children = stat
+        label = groups.get(group)
+        if label is None:
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(b"postgres:") and database.encode() in cmdline:
+                label = "postgresql"
+            else:
+                continue
+        ticks = own + (children if int(entry) == group else 0)
+        used[label] = used.get(label, 0.0) + ticks / tick
+    times = os.times()
+    used["benchmark"] = times.user + times.system
+    used["machine"] = _machine_busy()
+    return used
+
+
+def print_cpu(label: str, before: dict[str, float], after: dict[str, float], wall: float,
+              per: int, what: str) -> None:
+    """CPU seconds each part used between two snapshots, and per ``what``."""
+    print(f"[{label}] CPU used over {wall:.1f} s of wall time (2 cores = "
+          f"{2 * wall:.0f} CPU-seconds available), per {what} in ms:")
+    ours = 0.0
+    for part in ("workers", "scheduler", "web", "postgresql", "receiver", "redis", "benchmark"):
+        if part in after:
+            used = after[part] - before.get(part, 0.0)
+            ours += used
+            print(f"  {part:<11} {used:8.1f} s  {used / max(per, 1) * 1000:7.2f} ms")
+    machine = after["machine"] - before["machine"]
+    print(f"  {'all ours':<11} {ours:8.1f} s  {ours / max(per, 1) * 1000:7.2f} ms")
+    print(f"  {'machine':<11} {machine:8.1f} s  (other programs: {max(machine - ours, 0):.1f} s)")
