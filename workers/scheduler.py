@@ -217,9 +217,53 @@ def _heartbeat_job(app: Flask) -> None:
         record_heartbeat(app, utcnow())
 
 
+#: Redis key the horizon job sets after handing over every wake-up. A Redis that
+#: restarted empty has lost it, and with it the wake-ups: the leader check sees the
+#: key gone and runs the horizon at once instead of up to 30 s later.
+HORIZON_MARK_KEY = "oncall:scheduler:horizon"
+#: The soonest the horizon is run again after a try that found the mark missing.
+HORIZON_RETRY_SECONDS = 3.0
+_horizon_tried: dict[int, float] = {}
+
+
 @_job("leader check")
 def _leader_job(app: Flask) -> None:
-    _leads(app)
+    if _leads(app) and app.config["ONCALL"].broker_url:
+        _horizon_if_broker_forgot(app)
+
+
+def _broker_client(settings: Settings) -> Any:
+    """A client of the broker's Redis, where the wake-ups live (None: not Redis)."""
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    return redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=2)
+
+
+def _horizon_if_broker_forgot(app: Flask) -> None:
+    client = _broker_client(app.config["ONCALL"])
+    if client is None:
+        return
+    try:
+        present = bool(client.exists(HORIZON_MARK_KEY))
+    except RedisError:
+        return  # the broker is down: the sweep covers, and this runs again in a second
+    finally:
+        client.close()
+    last = _horizon_tried.get(id(app), 0.0)
+    if present or time.monotonic() - last < HORIZON_RETRY_SECONDS:
+        return
+    _horizon_tried[id(app)] = time.monotonic()
+    state = _state(app)
+    if state is None or not isinstance(state.scheduler, BaseScheduler):
+        return
+    logger.warning("scheduler: the broker lost its wake-ups (restarted empty?); handing "
+                   "them over again now")
+    try:
+        state.scheduler.modify_job(HORIZON_JOB_ID, next_run_time=datetime.now(UTC))
+    except Exception as exc:  # not started or shutting down: the next run does it
+        logger.debug("could not run the horizon at once: %s", type(exc).__name__)
 
 
 @_job("sweep")
@@ -257,8 +301,20 @@ def _relay_now(app: Flask) -> None:
 
 @_job("horizon")
 def _horizon_job(app: Flask) -> None:
-    if _leads(app):
-        sweeps.horizon(dispatch.sender_of(app), utcnow())
+    if not _leads(app):
+        return
+    now = utcnow()
+    times = sweeps.upcoming_times(now)
+    sent = sweeps.horizon(dispatch.sender_of(app), now, times=times)
+    if len(sent) == len(times):
+        client = _broker_client(app.config["ONCALL"])
+        if client is not None:
+            try:
+                client.set(HORIZON_MARK_KEY, now.isoformat())
+            except RedisError as exc:
+                logger.debug("horizon mark not stored: %s", type(exc).__name__)
+            finally:
+                client.close()
 
 
 @_job("audit")

@@ -9,6 +9,7 @@ tasks: the scheduler is the guarantee, the tasks are the fast path.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from config.celery import MAX_COUNTDOWN_SECONDS
 from oncall.alerts import deadlines, engine
 from oncall.alerts.models import Alert, Deadline
 from oncall.core.clock import utcnow
-from oncall.core.dispatch import Sender
+from oncall.core.dispatch import BUCKET_MS, Sender
 from oncall.extensions import db
 from oncall.notify import outbox
 from oncall.notify.models import OutboxMessage
@@ -137,7 +138,8 @@ def upcoming_times(now: datetime, within_seconds: float = MAX_COUNTDOWN_SECONDS)
 
 
 def horizon(sender: Sender, now: datetime,
-            within_seconds: float = MAX_COUNTDOWN_SECONDS) -> list[datetime]:
+            within_seconds: float = MAX_COUNTDOWN_SECONDS,
+            times: list[datetime] | None = None) -> list[datetime]:
     """Ask ``sender`` to wake the engine at every instant something falls due soon.
 
     A deadline armed hours ahead was too far for a countdown when it was armed,
@@ -146,9 +148,17 @@ def horizon(sender: Sender, now: datetime,
     the first failure (the broker is down; the sweep covers for it). Returns
     the times handed over.
     """
-    times = upcoming_times(now, within_seconds)
+    if times is None:
+        times = upcoming_times(now, within_seconds)
     sent: list[datetime] = []
+    buckets: set[int] = set()
     for when in times:
+        # Times in one 100 ms bucket share one task (see oncall.core.dispatch).
+        bucket = math.ceil(when.timestamp() * 1000 / BUCKET_MS)
+        if bucket in buckets:
+            sent.append(when)
+            continue
+        buckets.add(bucket)
         try:
             sender.wake_at(when)
         except Exception as exc:  # broker down: the sweep is the guarantee

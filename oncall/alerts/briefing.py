@@ -9,6 +9,7 @@ where, what was known of the risks, and the circle's protocol reference.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -64,12 +65,20 @@ def _last_location(alert: Alert, visit: Visit | None) -> dict[str, Any] | None:
     return max(candidates, key=lambda pair: pair[0])[1]
 
 
-def build(alert: Alert, contact: PoliceContact | None = None) -> dict[str, Any]:
-    """The briefing of ``alert`` (for ``contact`` when given: their protocol reference)."""
-    circle = db.session.get(Circle, alert.circle_id)
-    doctor = db.session.get(User, alert.doctor_id) if alert.doctor_id else None
-    visit = db.session.get(Visit, alert.visit_id) if alert.visit_id else None
-    zone = db.session.get(Zone, alert.zone_id) if alert.zone_id else None
+def build(
+    alert: Alert,
+    contact: PoliceContact | None = None,
+    get: Callable[[type, int], Any] | None = None,
+) -> dict[str, Any]:
+    """The briefing of ``alert`` (for ``contact`` when given: their protocol reference).
+
+    ``get`` loads a row by id (default ``db.session.get``; the engine passes its
+    per-pass cache)."""
+    get = get or db.session.get
+    circle = get(Circle, alert.circle_id)
+    doctor = get(User, alert.doctor_id) if alert.doctor_id else None
+    visit = get(Visit, alert.visit_id) if alert.visit_id else None
+    zone = get(Zone, alert.zone_id) if alert.zone_id else None
     reference = (contact.protocol_reference if contact else None) or (
         circle.police_protocol_reference if circle else None
     )

@@ -156,10 +156,11 @@ def _fire(
                level=alert.level, step=index, target=target, reason="duress_is_silent")
         return
     people = _targets(alert, target, directory)
-    brief = briefings.build(alert)
+    # The doctor's own reminder needs no briefing; staff and police messages do.
+    brief = {} if target == "doctor" else briefings.build(alert, get=directory.row)
     count = 0
     for person in people:
-        count += _notify(alert, claim, step, person, brief, now)
+        count += _notify(alert, claim, step, person, brief, now, directory)
     claim.messages = count
     record(
         alert.circle_id, "alert", alert.id, "alert.step_fired", now,
@@ -195,6 +196,7 @@ def _notify(
     person: Recipient,
     brief: dict[str, Any],
     now: datetime,
+    directory: Directory,
 ) -> int:
     lang = person.language
     if claim.target == "doctor":
@@ -211,7 +213,8 @@ def _notify(
         if claim.repeat_no:
             first = f"{messages.text('repeat', lang, n=claim.repeat_no)}: {first}"
         detail = briefings.summary_lines(
-            briefings.build(alert, person.contact) if person.contact else brief
+            briefings.build(alert, person.contact, get=directory.row)
+            if person.contact else brief
         )
         payload_brief = brief
     subject = first[:200]
@@ -312,7 +315,7 @@ def _miss(deadline: Deadline, now: datetime, directory: Directory) -> int:
     deadline.state = "missed"
     deadline.closed_at = now
     deadline.remind_at = None
-    visit = db.session.get(Visit, deadline.visit_id)
+    visit = directory.row(Visit, deadline.visit_id)
     alert = open_alert(
         circle_id=deadline.circle_id, kind=MISSED_KIND[deadline.kind], now=now,
         due_at=deadline.due_at, visit=visit, doctor_id=deadline.doctor_id,
@@ -375,11 +378,11 @@ def process_due(now: datetime, *, limit: int = 200) -> Pass:
     return result
 
 
-def _preload_visits(deadlines: list[Deadline]) -> None:
-    """One query for the visits of a batch (the identity map then answers every get)."""
-    ids = {d.visit_id for d in deadlines}
-    if ids:
-        list(db.session.scalars(select(Visit).where(Visit.id.in_(ids))))
+def _preload_visits(deadlines: list[Deadline], directory: Directory) -> None:
+    """One query for the visits of a batch, held by the pass's directory."""
+    wanted = {d.visit_id for d in deadlines}
+    if wanted:
+        directory.keep(list(db.session.scalars(select(Visit).where(Visit.id.in_(wanted)))))
 
 
 def _pass(now: datetime, limit: int, result: Pass, directory: Directory) -> None:
@@ -391,7 +394,7 @@ def _pass(now: datetime, limit: int, result: Pass, directory: Directory) -> None
         .order_by(Deadline.due_at)
         .limit(limit)
     ))
-    _preload_visits(deadlines)
+    _preload_visits(deadlines, directory)
     for deadline in deadlines:
         result.steps_fired += _miss(deadline, now, directory)
     result.missed = len(deadlines)

@@ -51,12 +51,30 @@ class Directory:
 
     def __init__(self) -> None:
         self._policies: dict[tuple[int, str], list[dict[str, Any]]] = {}
+        # Strong references: the session's identity map holds rows weakly, and a
+        # pass that let them go would load the same visit, circle or doctor again
+        # for every alert.
+        self._rows: dict[tuple[type, int], Any] = {}
+        self._kept: list[Any] = []
         settings = current_app.config["ONCALL"]
         self._email = bool(settings.smtp_host)
         self._sms = bool(settings.sms_gateway_url)
         self._coordinators: dict[int, list[Recipient]] = {}
         self._police: dict[tuple[int, int | None], list[Recipient]] = {}
         self._users: dict[int, Recipient | None] = {}
+
+    def row(self, model: type, row_id: int) -> Any:
+        """``db.session.get(model, row_id)``, remembered for the pass."""
+        key = (model, row_id)
+        if key not in self._rows:
+            self._rows[key] = db.session.get(model, row_id)
+        return self._rows[key]
+
+    def keep(self, rows: list[Any]) -> None:
+        """Hold rows loaded in bulk for the length of the pass."""
+        self._kept.extend(rows)
+        for r in rows:
+            self._rows[(type(r), r.id)] = r
 
     def policy(self, circle_id: int, kind: str) -> list[dict[str, Any]]:
         """A copy of the circle's current steps for ``kind`` (to freeze into an alert)."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 from apiflask import APIFlask
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select
@@ -227,3 +228,35 @@ def _wait_for(condition: Callable[[], object], message: str, timeout: float = 10
     while not condition():
         assert time.monotonic() < deadline, message
         pause.wait(0.02)
+
+
+def test_a_broker_that_forgot_its_wake_ups_gets_them_again_at_once(
+    settings: Settings, world: Any
+) -> None:
+    """The horizon runs every 30 s; when Redis comes back empty (its mark gone), the
+    leader check runs it within seconds, and it hands the wake-ups over again."""
+    broker = "redis://127.0.0.1:6379/10"
+    client = redis.Redis.from_url(broker)
+    client.flushdb()
+    app = create_app(settings.with_(broker_url=broker))
+    recorder = dispatch.NullSender()
+    app.extensions[dispatch.EXTENSION_KEY] = recorder
+    sched = sched_module.build_scheduler(app, BackgroundScheduler)
+    sched.start()
+    try:
+        _wait_for(lambda: client.exists(sched_module.HORIZON_MARK_KEY),
+                  "the first horizon never set its mark")
+        _due_deadline(world, utcnow() + timedelta(minutes=3))
+        before = len(recorder.wakes)
+        client.flushdb()  # Redis restarted empty: the mark and the wake-ups are gone
+        _wait_for(lambda: len(recorder.wakes) > before, "the horizon did not run again")
+        assert client.exists(sched_module.HORIZON_MARK_KEY)
+    finally:
+        sched.shutdown(wait=True)
+        state = app.extensions.get(sched_module.EXTENSION_KEY)
+        if state is not None and state.leader is not None:
+            state.leader.release()
+        client.flushdb()
+        client.close()
+        with app.app_context():
+            _db.engine.dispose()
