@@ -30,9 +30,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,6 +54,7 @@ from oncall.notify.models import NotificationChannel
 from oncall.notify.signing import webhook_secret
 from oncall.visits.models import Visit
 from tests import factories as f
+from tests.conftest import fresh_database
 from tests.peers.base import free_port
 from tests.safety.processes import OncallProcess, ProcessSet, flush_redis, oncall_env, wait_until
 
@@ -167,23 +167,6 @@ def say(label: str, message: str) -> None:
 
 
 # --------------------------------------------------------------------------- database
-
-
-@contextmanager
-def fresh_database(prefix: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database (its SQLAlchemy URL); dropped afterwards."""
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_SERVER.replace("postgresql://", "postgresql+psycopg://", 1) + f"/{name}"
-    finally:
-        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 # --------------------------------------------------------------------------- redis

@@ -13,14 +13,11 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
-from oncall.accounts.models import User
 from oncall.alerts import messages
 from oncall.alerts.models import Alert, EscalationClaim
 from oncall.core.timeline import TimelineEvent
-from oncall.extensions import db
 from oncall.notify.models import OutboxMessage
+from oncall.visits.present import doctor_names
 
 #: Every label of the printable briefing, in one place so that it can be translated.
 LABELS: dict[str, str] = {
@@ -73,24 +70,13 @@ def _person(user_id: int | None, names: Mapping[int, str]) -> dict[str, Any] | N
     return {"id": user_id, "name": names.get(user_id)}
 
 
-def user_names(ids: Sequence[int | None], circle_id: int) -> dict[int, str]:
-    """The names of the circle's users among ``ids``, by id (one query)."""
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    rows = db.session.execute(
-        select(User.id, User.name).where(User.circle_id == circle_id, User.id.in_(wanted))
-    )
-    return {row.id: row.name for row in rows}
-
-
 def names_for(alerts: Sequence[Alert], circle_id: int) -> dict[int, str]:
     """The names of every person the alerts mention, by id (one query)."""
     ids: list[int | None] = []
     for alert in alerts:
         ids += [alert.doctor_id, alert.acknowledged_by_id, alert.escalated_by_id,
                 alert.resolved_by_id]
-    return user_names(ids, circle_id)
+    return doctor_names(ids, circle_id)
 
 
 def present_alert(alert: Alert, names: Mapping[int, str]) -> dict[str, Any]:

@@ -16,20 +16,10 @@ from oncall.alerts import deadlines, lifecycle
 from oncall.alerts.engine import process_due
 from oncall.alerts.models import Alert, Deadline, EscalationClaim
 from oncall.extensions import db
-from oncall.notify.models import NotificationChannel, OutboxMessage
+from oncall.notify.models import OutboxMessage
 from tests import factories as f
+from tests.alerts.conftest import webhook
 from tests.visits.conftest import NOW, make_visit
-
-
-def _webhook(owner: Any, url: str, *, contact: bool = False) -> None:
-    db.session.add(NotificationChannel(
-        circle_id=owner.circle_id,
-        user_id=None if contact else owner.id,
-        police_contact_id=owner.id if contact else None,
-        kind="webhook", address=url, active=True, key_version=1,
-        created_at=NOW, updated_at=NOW,
-    ))
-    db.session.commit()
 
 
 def _armed_visit(world: Any, due_in: timedelta = timedelta(minutes=30)) -> Any:
@@ -51,8 +41,8 @@ def _messages(target_type: str, recipient_id: int) -> list[OutboxMessage]:
 
 
 def _setup(world: Any) -> Any:
-    _webhook(world.doctor, "http://127.0.0.1:9/doctor")
-    _webhook(world.coordinator, "http://127.0.0.1:9/coordinator")
+    webhook(world.doctor, "http://127.0.0.1:9/doctor")
+    webhook(world.coordinator, "http://127.0.0.1:9/coordinator")
     return f.make_police_contact(
         world.circle, world.zone, webhook_url="http://127.0.0.1:9/police"
     )

@@ -20,10 +20,11 @@ from oncall.alerts.models import Alert, Deadline
 from oncall.core import dispatch
 from oncall.errors import ValidationFailed
 from oncall.extensions import db
-from oncall.notify.models import NotificationChannel, OutboxMessage
+from oncall.notify.models import OutboxMessage
 from oncall.visits import services
 from oncall.visits.models import Visit
 from tests import factories as f
+from tests.alerts.conftest import webhook
 from tests.visits.conftest import NOW, counts, events, make_visit
 
 API = "/api/v1"
@@ -33,23 +34,12 @@ CHECKIN, DURESS = "2468", "97531"
 RUNS = 15
 
 
-def _webhook(owner: Any, url: str, *, contact: bool = False) -> None:
-    db.session.add(NotificationChannel(
-        circle_id=owner.circle_id,
-        user_id=None if contact else owner.id,
-        police_contact_id=owner.id if contact else None,
-        kind="webhook", address=url, active=True, key_version=1,
-        created_at=NOW, updated_at=NOW,
-    ))
-    db.session.commit()
-
-
 @pytest.fixture
 def coded(world: Any) -> Any:
     """The world's doctor with codes set, reachable coordinator and police contact."""
     accounts.set_codes(world.doctor, {"checkin_code": CHECKIN, "duress_code": DURESS}, NOW)
-    _webhook(world.doctor, "http://127.0.0.1:9/doctor")
-    _webhook(world.coordinator, "http://127.0.0.1:9/coordinator")
+    webhook(world.doctor, "http://127.0.0.1:9/doctor")
+    webhook(world.coordinator, "http://127.0.0.1:9/coordinator")
     f.make_police_contact(world.circle, world.zone, webhook_url="http://127.0.0.1:9/police")
     return world
 

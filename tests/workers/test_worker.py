@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,22 +11,10 @@ import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 
 from config.settings import Settings
+from tests.safety.processes import clean_env, oncall_command
 from workers.celery_app import make_celery
 
 BROKER_URL = "redis://127.0.0.1:6379/14"
-
-
-def oncall_command() -> list[str]:
-    """The installed ``oncall`` script beside this interpreter, or the module."""
-    script = Path(sys.executable).with_name("oncall")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "oncall.cli"]
-
-
-def clean_env(**values: str) -> dict[str, str]:
-    """This process's environment without any ONCALL_* variable, plus ``values``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONCALL_")}
-    env.update(values)
-    return env
 
 
 @pytest.mark.slow
